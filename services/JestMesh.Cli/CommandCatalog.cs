@@ -1,0 +1,13 @@
+using System.CommandLine;
+
+namespace JestMesh.Cli;
+
+/// <summary>The user-facing subcommands of <c>./jestmesh</c>, one factory per command.</summary>
+internal static class CommandCatalog
+{
+    public static IEnumerable<Command> All()
+    {
+        // One line per command; each lives in Commands/<Name>Command.cs.
+        yield break;
+    }
+}
