@@ -35,6 +35,8 @@ public static class ServiceDefaultsExtensions
         builder.ConfigureOpenTelemetry();
         builder.Services.AddHealthChecks()
             .AddCheck("self", () => HealthCheckResult.Healthy(), [LiveTag]);
+        // gRPC health needs the gRPC server services; AddGrpc is idempotent, hosts may configure it again.
+        builder.Services.AddGrpc();
         builder.Services.AddGrpcHealthChecks(options =>
         {
             options.Services.Map(LivenessService, r => r.Tags.Contains(LiveTag));

@@ -28,7 +28,12 @@ public static class ValidatedOptions
     {
         ArgumentNullException.ThrowIfNull(options);
         var results = new List<ValidationResult>();
-        Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true);
+        var context = new ValidationContext(options);
+        if (!Validator.TryValidateObject(options, context, results, validateAllProperties: true) && options is IValidatableObject validatable)
+        {
+            // The validator skips IValidatableObject once a property failed; report every bad setting at once.
+            results.AddRange(validatable.Validate(context));
+        }
         return results
             .Select(r => $"{sectionName}:{string.Join(",", r.MemberNames.DefaultIfEmpty("?"))}: {r.ErrorMessage}")
             .ToList();
