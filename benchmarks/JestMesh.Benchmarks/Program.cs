@@ -12,9 +12,11 @@ if (args.Length > 0 && args[0] == "quick")
     var times = new List<double>();
     for (int i = 0; i < 25; i++)
     {
-        var source = ScoreSources.SigmoidContrastive(SelectionPolicy.Learnability, learner, reference);
+        var policy = Environment.GetEnvironmentVariable("QUICK_POLICY") is { } p ? Enum.Parse<SelectionPolicy>(p) : SelectionPolicy.Learnability;
+        int chunks = Environment.GetEnvironmentVariable("QUICK_CHUNKS") is { } c ? int.Parse(c) : 16;
+        var source = ScoreSources.SigmoidContrastive(policy, learner, reference);
         var clock = Stopwatch.StartNew();
-        var r = JointSampler.Select(source, new SamplerOptions { BatchSize = b }, new Random(i));
+        var r = JointSampler.Select(source, new SamplerOptions { BatchSize = b, Chunks = chunks }, new Random(i));
         times.Add(clock.Elapsed.TotalMilliseconds);
         if (i == 0)
         {
