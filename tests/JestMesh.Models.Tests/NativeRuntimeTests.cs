@@ -2,6 +2,7 @@ using static TorchSharp.torch;
 
 namespace JestMesh.Models.Tests;
 
+[Collection(TorchCollection.Name)]
 public sealed class NativeRuntimeTests
 {
     [Fact]
