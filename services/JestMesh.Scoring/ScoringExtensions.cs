@@ -17,7 +17,7 @@ public static partial class ScoringExtensions
         builder.Services.AddSingleton(services =>
         {
             var options = services.GetRequiredService<IOptions<ScoringOptions>>().Value;
-            return ReferenceEmbedder.LoadAsync(options.Checkpoint, options.Device, options.BatchSize).GetAwaiter().GetResult();
+            return ReferenceEmbedder.LoadAsync(options.ReferenceDirectory, options.Device, options.BatchSize).GetAwaiter().GetResult();
         });
         builder.Services.AddSingleton(services =>
         {

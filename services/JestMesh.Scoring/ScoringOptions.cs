@@ -9,7 +9,7 @@ public sealed class ScoringOptions
 
     /// <summary>Directory of the reference checkpoint (model.bin + metadata.json, SHA-256 verified on load).</summary>
     [Required]
-    public string Checkpoint { get; set; } = "";
+    public string ReferenceDirectory { get; set; } = "";
 
     /// <summary>auto (CUDA when TorchSharp finds a GPU, else CPU), cpu, cuda or cuda:N.</summary>
     [Required]

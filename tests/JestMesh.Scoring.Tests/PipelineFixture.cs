@@ -74,7 +74,7 @@ public sealed class PipelineFixture : IDisposable
     public async Task<WebApplication> StartScoringAsync(MessagingOptions messaging, int cacheCapacity = 100_000, string cachePath = "")
     {
         var settings = MessagingSettings(messaging);
-        settings["Scoring:Checkpoint"] = CheckpointDirectory;
+        settings["Scoring:ReferenceDirectory"] = CheckpointDirectory;
         settings["Scoring:Device"] = "cpu";
         settings["Scoring:CacheCapacity"] = cacheCapacity.ToString(CultureInfo.InvariantCulture);
         settings["Scoring:CachePath"] = cachePath;

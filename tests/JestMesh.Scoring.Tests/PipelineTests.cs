@@ -85,7 +85,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
         await client.Connections.DeclareTopologyAsync(CancellationToken.None);
         var sink = await ScoredSink.StartAsync(client);
         using var embedder = await ReferenceEmbedder.LoadAsync(fixture.CheckpointDirectory, "cpu", 512);
-        var scoringOptions = Options.Create(new ScoringOptions { Checkpoint = fixture.CheckpointDirectory });
+        var scoringOptions = Options.Create(new ScoringOptions { ReferenceDirectory = fixture.CheckpointDirectory });
         var batch = SuperBatchBuilder.Build(fixture.Data, "job-k", 0, Enumerable.Range(0, 64).ToArray());
         await client.Publisher.PublishAsync(new OutgoingMessage("", client.Topology.SuperBatches, batch.Id, batch.ToByteArray()), CancellationToken.None);
 
@@ -177,7 +177,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
         var sink = await ScoredSink.StartAsync(client);
         using var embedder = await ReferenceEmbedder.LoadAsync(fixture.CheckpointDirectory, "cpu", 512);
         var processor = new ScoringProcessor(embedder, new EmbeddingCache(1000, embedder.Dim), client.Publisher, client.Connections,
-            Options.Create(new ScoringOptions { Checkpoint = fixture.CheckpointDirectory }), NullLogger<ScoringProcessor>.Instance);
+            Options.Create(new ScoringOptions { ReferenceDirectory = fixture.CheckpointDirectory }), NullLogger<ScoringProcessor>.Instance);
         var good = await processor.ScoreAsync(SuperBatchBuilder.Build(fixture.Data, "job-s", 0, Enumerable.Range(0, 16).ToArray()));
         var wrongShape = good.Clone();
         wrongShape.ReferenceTextEmbeddings = Protos.V1.Tensor.FromFloat32(new float[16 * 32], 16, 32);
