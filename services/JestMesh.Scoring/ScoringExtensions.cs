@@ -32,6 +32,7 @@ public static partial class ScoringExtensions
             }
             return cache;
         });
+        builder.Services.AddSingleton<SuperBatchScorer>();
         builder.Services.AddSingleton<ScoringProcessor>();
         builder.Services.AddSingleton<ScoringWorker>();
         builder.Services.AddHostedService(services => services.GetRequiredService<ScoringWorker>());

@@ -1,174 +1,44 @@
 using System.Diagnostics;
-using System.Diagnostics.Metrics;
 using Google.Protobuf;
-using JestMesh.Data;
 using JestMesh.Messaging;
 using JestMesh.Protos.V1;
-using Microsoft.Extensions.Options;
 
 namespace JestMesh.Scoring;
 
 /// <summary>
-/// Scores one super-batch: reference embeddings from the cache or the model, published as a scored
-/// super-batch with message id "scored/{super-batch id}" and confirmed before the handler returns
-/// (so the input is acked only after that). Input that can never be scored is poison.
+/// The Scoring consumer's handler: parse and check a super-batch, score it, publish the scored
+/// super-batch with message id "scored/{super-batch id}" and wait for the broker's confirm before
+/// returning (so the input is acked only after that). Input that can never be scored is poison.
 /// </summary>
-public sealed partial class ScoringProcessor
+public sealed class ScoringProcessor
 {
-    public const string TelemetryName = "JestMesh.Scoring";
-    public static readonly ActivitySource Source = new(TelemetryName);
-    private static readonly Meter Meter = new(TelemetryName);
-    private static readonly Counter<long> Examples = Meter.CreateCounter<long>("jestmesh.scoring.examples", "{example}", "Examples scored.");
-    private static readonly Counter<long> CacheHits = Meter.CreateCounter<long>("jestmesh.scoring.cache_hits", "{example}", "Examples served from the embedding cache.");
-    private static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("jestmesh.scoring.superbatch.duration", "ms", "Scoring time per super-batch (without the publish).");
-
-    private readonly ReferenceEmbedder _embedder;
-    private readonly EmbeddingCache _cache;
+    private readonly SuperBatchScorer _scorer;
     private readonly ConfirmedPublisher _publisher;
     private readonly BrokerConnections _connections;
-    private readonly ScoringOptions _options;
-    private readonly ILogger<ScoringProcessor> _logger;
 
-    public ScoringProcessor(ReferenceEmbedder embedder, EmbeddingCache cache, ConfirmedPublisher publisher, BrokerConnections connections,
-        IOptions<ScoringOptions> options, ILogger<ScoringProcessor> logger)
+    public ScoringProcessor(SuperBatchScorer scorer, ConfirmedPublisher publisher, BrokerConnections connections)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        _embedder = embedder;
-        _cache = cache;
+        _scorer = scorer;
         _publisher = publisher;
         _connections = connections;
-        _options = options.Value;
-        _logger = logger;
     }
 
     /// <summary>Message id of the scored super-batch: deterministic, so a re-scored duplicate is dropped downstream.</summary>
     public static string ScoredMessageId(string superBatchId) => "scored/" + superBatchId;
 
-    /// <summary>The consumer handler: parse, check, score, publish (confirmed).</summary>
     public async Task HandleAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
-        using var activity = Source.StartActivity("scoring.process", ActivityKind.Internal, parentContext: default,
+        using var activity = SuperBatchScorer.Source.StartActivity("scoring.process", ActivityKind.Internal, parentContext: default,
             links: message.ProducerContext == default ? null : [new ActivityLink(message.ProducerContext)]);
-        var batch = Parse(message);
+        var batch = _scorer.Parse(message.MessageId, message.Body.Span);
         activity?.SetTag("jestmesh.superbatch.id", batch.Id);
         activity?.SetTag("jestmesh.superbatch.size", batch.Examples.Count);
-        var scored = await ScoreAsync(batch);
+        var scored = await _scorer.ScoreAsync(batch);
         activity?.SetTag("jestmesh.scoring.cache_hits", scored.CacheHits);
-        using var publish = Source.StartActivity("scoring.publish");
+        using var publish = SuperBatchScorer.Source.StartActivity("scoring.publish");
         await _publisher.PublishAsync(
             new OutgoingMessage("", _connections.Topology.Scored, ScoredMessageId(batch.Id), scored.ToByteArray()) { Type = ScoredSuperBatch.Descriptor.FullName },
             cancellationToken);
     }
-
-    /// <summary>Parses and checks a super-batch; anything wrong is a <see cref="PoisonMessageException"/> with the reason.</summary>
-    public SuperBatch Parse(ReceivedMessage message)
-    {
-        ArgumentNullException.ThrowIfNull(message);
-        SuperBatch batch;
-        try
-        {
-            batch = SuperBatch.Parser.ParseFrom(message.Body.Span);
-        }
-        catch (InvalidProtocolBufferException ex)
-        {
-            throw new PoisonMessageException($"message {message.MessageId} is not a valid SuperBatch protobuf ({message.Body.Length} bytes): {ex.Message}", ex);
-        }
-        try
-        {
-            batch.Validate(_embedder.VocabularySize, _embedder.MaxTokens);
-        }
-        catch (InvalidDataException ex)
-        {
-            throw new PoisonMessageException(ex.Message, ex);
-        }
-        if (_options.ExpectedDataFingerprint.Length > 0 && batch.DataFingerprint != _options.ExpectedDataFingerprint)
-        {
-            throw new PoisonMessageException(
-                $"super-batch {batch.Id} has data fingerprint '{batch.DataFingerprint}', Scoring:ExpectedDataFingerprint is '{_options.ExpectedDataFingerprint}'.");
-        }
-        return batch;
-    }
-
-    /// <summary>Reference embeddings of every example (cache first, the model for misses, batched).</summary>
-    public async Task<ScoredSuperBatch> ScoreAsync(SuperBatch batch)
-    {
-        ArgumentNullException.ThrowIfNull(batch);
-        var started = Stopwatch.GetTimestamp();
-        var n = batch.Examples.Count;
-        var d = _embedder.Dim;
-        var image = new float[n * d];
-        var text = new float[n * d];
-        var misses = new List<int>();
-        for (var i = 0; i < n; i++)
-        {
-            if (!_cache.TryGet(batch.Examples[i].Id, image.AsSpan(i * d, d), text.AsSpan(i * d, d)))
-            {
-                misses.Add(i);
-            }
-        }
-        if (misses.Count > 0)
-        {
-            await EmbedMissesAsync(batch, misses, image, text, d);
-        }
-        var hits = n - misses.Count;
-        Examples.Add(n);
-        CacheHits.Add(hits);
-        var scored = new ScoredSuperBatch
-        {
-            Id = batch.Id,
-            Job = batch.Job,
-            Sequence = batch.Sequence,
-            ReferenceImageEmbeddings = Protos.V1.Tensor.FromFloat32(image, n, d),
-            ReferenceTextEmbeddings = Protos.V1.Tensor.FromFloat32(text, n, d),
-            ReferenceAlpha = _embedder.Alpha,
-            ReferenceBeta = _embedder.Beta,
-            ReferenceCheckpointSha256 = _embedder.Metadata.Sha256,
-            DataFingerprint = batch.DataFingerprint,
-            CreatedUnixMs = batch.CreatedUnixMs,
-            ScoredUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
-            CacheHits = hits,
-        };
-        // The examples are immutable messages: the scored batch shares them, no copy of the pixels.
-        scored.Examples.Add(batch.Examples);
-        Duration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        return scored;
-    }
-
-    private async Task EmbedMissesAsync(SuperBatch batch, List<int> misses, float[] image, float[] text, int d)
-    {
-        using var activity = Source.StartActivity("scoring.embed");
-        activity?.SetTag("jestmesh.scoring.misses", misses.Count);
-        var pixels = new byte[misses.Count * ImageSet.PixelsPerImage];
-        var tokens = new int[misses.Count][];
-        for (var k = 0; k < misses.Count; k++)
-        {
-            var example = batch.Examples[misses[k]];
-            example.Image.Span.CopyTo(pixels.AsSpan(k * ImageSet.PixelsPerImage));
-            tokens[k] = [.. example.CaptionTokens];
-        }
-        var embeddings = await _embedder.EmbedAsync(pixels, misses.Count, tokens);
-        if (embeddings.Dim != d || embeddings.Count != misses.Count)
-        {
-            throw new InvalidOperationException($"reference returned {embeddings.Count}x{embeddings.Dim} embeddings for {misses.Count}x{d}.");
-        }
-        if (!Protos.V1.Tensor.AllFinite(embeddings.Image) || !Protos.V1.Tensor.AllFinite(embeddings.Text))
-        {
-            // Same input, same frozen model, same NaN: retrying cannot help.
-            throw new PoisonMessageException($"super-batch {batch.Id}: the reference model produced NaN or infinite embeddings.");
-        }
-        for (var k = 0; k < misses.Count; k++)
-        {
-            var i = misses[k];
-            var rowImage = embeddings.Image.AsSpan(k * d, d);
-            var rowText = embeddings.Text.AsSpan(k * d, d);
-            rowImage.CopyTo(image.AsSpan(i * d, d));
-            rowText.CopyTo(text.AsSpan(i * d, d));
-            _cache.Add(batch.Examples[i].Id, rowImage, rowText);
-        }
-        LogEmbedded(_logger, batch.Id, misses.Count, batch.Examples.Count);
-    }
-
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Super-batch {SuperBatchId}: embedded {Misses} of {Count} examples (rest cached)")]
-    private static partial void LogEmbedded(ILogger logger, string superBatchId, int misses, int count);
 }

@@ -71,11 +71,11 @@ public sealed class PipelineFixture : IDisposable
     };
 
     /// <summary>The real Scoring host (hosted consumer, DI, health) on a TestServer.</summary>
-    public async Task<WebApplication> StartScoringAsync(MessagingOptions messaging, int cacheCapacity = 100_000, string cachePath = "")
+    public async Task<WebApplication> StartScoringAsync(MessagingOptions messaging, int cacheCapacity = 100_000, string cachePath = "", string device = "cpu")
     {
         var settings = MessagingSettings(messaging);
         settings["Scoring:ReferenceDirectory"] = CheckpointDirectory;
-        settings["Scoring:Device"] = "cpu";
+        settings["Scoring:Device"] = device;
         settings["Scoring:CacheCapacity"] = cacheCapacity.ToString(CultureInfo.InvariantCulture);
         settings["Scoring:CachePath"] = cachePath;
         settings["Scoring:ExpectedDataFingerprint"] = Data.Fingerprint;

@@ -95,7 +95,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
         victimOptions.RecoveryInterval = TimeSpan.FromMinutes(5);
         victimOptions.ClientName = "victim";
         await using var first = new BrokerClient(victimOptions);
-        var firstProcessor = new ScoringProcessor(embedder, new EmbeddingCache(1000, embedder.Dim), first.Publisher, first.Connections, scoringOptions, NullLogger<ScoringProcessor>.Instance);
+        var firstProcessor = new ScoringProcessor(new SuperBatchScorer(embedder, new EmbeddingCache(1000, embedder.Dim), scoringOptions, NullLogger<SuperBatchScorer>.Instance), first.Publisher, first.Connections);
         var firstPublished = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var firstConsumer = first.NewConsumer();
         await firstConsumer.StartAsync(first.Topology.SuperBatches, async (message, ct) =>
@@ -112,7 +112,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
 
         // Second scoring process (fresh cache, fresh dedup window) gets the redelivery.
         await using var second = new BrokerClient(options);
-        var secondProcessor = new ScoringProcessor(embedder, new EmbeddingCache(1000, embedder.Dim), second.Publisher, second.Connections, scoringOptions, NullLogger<ScoringProcessor>.Instance);
+        var secondProcessor = new ScoringProcessor(new SuperBatchScorer(embedder, new EmbeddingCache(1000, embedder.Dim), scoringOptions, NullLogger<SuperBatchScorer>.Instance), second.Publisher, second.Connections);
         var secondRedelivered = new List<bool>();
         var secondConsumer = second.NewConsumer();
         await secondConsumer.StartAsync(second.Topology.SuperBatches, async (message, ct) =>
@@ -176,9 +176,9 @@ public sealed class PipelineTests(PipelineFixture fixture)
         await client.Connections.DeclareTopologyAsync(CancellationToken.None);
         var sink = await ScoredSink.StartAsync(client);
         using var embedder = await ReferenceEmbedder.LoadAsync(fixture.CheckpointDirectory, "cpu", 512);
-        var processor = new ScoringProcessor(embedder, new EmbeddingCache(1000, embedder.Dim), client.Publisher, client.Connections,
-            Options.Create(new ScoringOptions { ReferenceDirectory = fixture.CheckpointDirectory }), NullLogger<ScoringProcessor>.Instance);
-        var good = await processor.ScoreAsync(SuperBatchBuilder.Build(fixture.Data, "job-s", 0, Enumerable.Range(0, 16).ToArray()));
+        var scorer = new SuperBatchScorer(embedder, new EmbeddingCache(1000, embedder.Dim),
+            Options.Create(new ScoringOptions { ReferenceDirectory = fixture.CheckpointDirectory }), NullLogger<SuperBatchScorer>.Instance);
+        var good = await scorer.ScoreAsync(SuperBatchBuilder.Build(fixture.Data, "job-s", 0, Enumerable.Range(0, 16).ToArray()));
         var wrongShape = good.Clone();
         wrongShape.ReferenceTextEmbeddings = Protos.V1.Tensor.FromFloat32(new float[16 * 32], 16, 32);
         var withNaN = good.Clone();
@@ -204,7 +204,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
     {
         var exported = new List<Activity>();
         using var tracing = Sdk.CreateTracerProviderBuilder()
-            .AddSource(MessagingTelemetry.Name, IngestRunner.TelemetryName, ScoringProcessor.TelemetryName)
+            .AddSource(MessagingTelemetry.Name, IngestRunner.TelemetryName, SuperBatchScorer.TelemetryName)
             .SetSampler(new AlwaysOnSampler())
             .AddInMemoryExporter(exported)
             .Build();
@@ -237,5 +237,46 @@ public sealed class PipelineTests(PipelineFixture fixture)
             Assert.Contains(spans, a => a.Kind == ActivityKind.Producer && a.TraceId == ingestSpan.TraceId
                 && (string?)a.GetTagItem("messaging.destination.name") == client.Topology.Scored);
         }
+    }
+
+    [Fact]
+    public async Task Warm_cache_serves_the_same_embeddings_and_mixes_with_fresh_ones()
+    {
+        using var embedder = await ReferenceEmbedder.LoadAsync(fixture.CheckpointDirectory, "cpu", 512);
+        var scorer = new SuperBatchScorer(embedder, new EmbeddingCache(1000, embedder.Dim),
+            Options.Create(new ScoringOptions { ReferenceDirectory = fixture.CheckpointDirectory }), NullLogger<SuperBatchScorer>.Instance);
+        var batch = SuperBatchBuilder.Build(fixture.Data, "job-w", 0, Enumerable.Range(0, 300).ToArray());
+        var overlapping = SuperBatchBuilder.Build(fixture.Data, "job-w", 1, Enumerable.Range(150, 300).ToArray());
+
+        var cold = await scorer.ScoreAsync(batch);
+        var warm = await scorer.ScoreAsync(batch);
+        var mixed = await scorer.ScoreAsync(overlapping);
+
+        Assert.Equal(0, cold.CacheHits);
+        Assert.Equal(300, warm.CacheHits);
+        Assert.Equal(150, mixed.CacheHits);
+        Assert.Equal(cold.ReferenceImageEmbeddings.Data, warm.ReferenceImageEmbeddings.Data);
+        Assert.Equal(cold.ReferenceTextEmbeddings.Data, warm.ReferenceTextEmbeddings.Data);
+        var (image, text, _) = mixed.ValidatedEmbeddings();
+        var direct = fixture.EmbedDirectly(mixed.Examples);
+        for (var i = 0; i < image.Length; i++)
+        {
+            Assert.Equal(direct.Image[i], image[i], 1e-5f);
+            Assert.Equal(direct.Text[i], text[i], 1e-5f);
+        }
+    }
+
+    [Fact]
+    public async Task Scoring_asked_for_cuda_without_a_gpu_fails_at_start_naming_the_setting()
+    {
+        if (TorchSharp.torch.cuda.is_available())
+        {
+            return; // On a GPU machine the setting is valid.
+        }
+        var options = TestBroker.Shared().Options(TestNames.Unique("cuda"));
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => fixture.StartScoringAsync(options, device: "cuda"));
+
+        Assert.Contains("Scoring:Device is 'cuda'", error.Message, StringComparison.Ordinal);
     }
 }
