@@ -54,6 +54,16 @@ public sealed class SelectCommandTests : IDisposable
     }
 
     [Fact]
+    public void Softmax_scores_select_from_the_same_embeddings()
+    {
+        MakeSample();
+        var (code, stdout, stderr) = Invoke([.. EmbeddingArgs(), "--softmax", "--batch-size", "256", "--chunks", "8", "--out", P("s.npy")]);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("selected 256 of 2048", stdout, StringComparison.Ordinal);
+        Assert.Equal(256, NpyFile.ReadInt64(P("s.npy")).Data.Distinct().Count());
+    }
+
+    [Fact]
     public void Per_example_mode_with_greedy_takes_the_top_learnability()
     {
         var learner = new float[] { 1f, 5f, 2f, 9f, 0.5f, 3f };
