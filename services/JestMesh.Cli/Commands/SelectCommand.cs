@@ -18,15 +18,15 @@ public static class SelectCommand
     {
         var learnerImg = Path("--learner-img", "Learner image embeddings, float32 .npy of shape (N, d), rows L2-normalised.");
         var learnerTxt = Path("--learner-txt", "Learner text embeddings, float32 .npy of shape (N, d).");
-        var learnerAlpha = new Option<float?>("--learner-alpha") { Description = "Learner temperature α (the logit scale, not its log)." };
-        var learnerBeta = new Option<float?>("--learner-beta") { Description = "Learner bias β." };
+        var learnerAlpha = Number<float>("--learner-alpha", "Learner temperature α (the logit scale, not its log).");
+        var learnerBeta = Number<float>("--learner-beta", "Learner bias β.");
         var refImg = Path("--ref-img", "Reference image embeddings, float32 .npy of shape (N, d).");
         var refTxt = Path("--ref-txt", "Reference text embeddings, float32 .npy of shape (N, d).");
-        var refAlpha = new Option<float?>("--ref-alpha") { Description = "Reference temperature α." };
-        var refBeta = new Option<float?>("--ref-beta") { Description = "Reference bias β." };
+        var refAlpha = Number<float>("--ref-alpha", "Reference temperature α.");
+        var refBeta = Number<float>("--ref-beta", "Reference bias β.");
         var learnerLoss = Path("--learner-loss", "Per-example mode: learner losses, float32 .npy of shape (N,).");
         var refLoss = Path("--ref-loss", "Per-example mode: reference losses, float32 .npy of shape (N,).");
-        var batchSize = new Option<int?>("--batch-size") { Description = "b: examples to select." };
+        var batchSize = Number<int>("--batch-size", "b: examples to select.");
         var chunks = new Option<int>("--chunks") { Description = "Chunks drawn in sequence (1 = independent selection); must divide b.", DefaultValueFactory = _ => 16 };
         var policy = new Option<string>("--policy") { Description = "learnability | hard-learner | easy-reference | uniform.", DefaultValueFactory = _ => "learnability" };
         policy.AcceptOnlyFromAmong(PolicyNames);
@@ -76,6 +76,24 @@ public static class SelectCommand
     }
 
     private static Option<string?> Path(string name, string description) => new(name) { Description = description };
+
+    /// <summary>An optional number whose parse error names the option and the text, not a CLR type.</summary>
+    private static Option<T?> Number<T>(string name, string description)
+        where T : struct, IParsable<T> => new(name)
+        {
+            Description = description,
+            CustomParser = result =>
+            {
+                string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+                if (T.TryParse(text, CultureInfo.InvariantCulture, out var value))
+                {
+                    return value;
+                }
+
+                result.AddError($"{name}: '{text}' is not a valid {(typeof(T) == typeof(int) ? "integer" : "number")}");
+                return null;
+            },
+        };
 
     private static SelectionPolicy ParsePolicy(string name) => name switch
     {
