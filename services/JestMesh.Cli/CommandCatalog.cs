@@ -9,6 +9,9 @@ internal static class CommandCatalog
     {
         // One line per command; each lives in Commands/<Name>Command.cs.
         yield return Commands.ReferenceCommand.Create();
+        yield return Commands.TrainCommand.Create();
+        yield return Commands.BenchCommand.Create();
+        yield return Commands.ReportCommand.Create();
         yield break;
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json.Serialization;
 using JestMesh.Data;
 using JestMesh.Models;
 using static TorchSharp.torch;
@@ -14,7 +15,11 @@ internal sealed record ReferenceMetrics(
     List<EvalPoint> Eval, List<float> Loss, double SwappedAuroc, double WallSeconds);
 
 /// <summary>One evaluation on the test set.</summary>
-internal sealed record EvalPoint(int Step, double ZeroShotAcc, double RAt1, double RAt1Exact);
+internal sealed record EvalPoint(
+    int Step,
+    double ZeroShotAcc,
+    [property: JsonPropertyName("r_at_1")] double RAt1,
+    [property: JsonPropertyName("r_at_1_exact")] double RAt1Exact);
 
 /// <summary>Trains the reference on the curated set and writes its checkpoint and metrics.</summary>
 internal static class ReferenceTraining
