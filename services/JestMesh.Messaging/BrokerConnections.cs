@@ -1,0 +1,171 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Exceptions;
+
+namespace JestMesh.Messaging;
+
+/// <summary>
+/// The two broker connections of a service: one for publishing, one for consuming, so that a
+/// publisher blocked by broker flow control never stalls deliveries and acks. Both recover
+/// automatically (connection, channels, topology, consumers) after the broker comes back.
+/// </summary>
+public sealed partial class BrokerConnections : IAsyncDisposable
+{
+    private readonly MessagingOptions _options;
+    private readonly ILogger<BrokerConnections> _logger;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private IConnection? _publish;
+    private IConnection? _consume;
+    private bool _disposed;
+
+    public BrokerConnections(IOptions<MessagingOptions> options, ILogger<BrokerConnections> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _options = options.Value;
+        _logger = logger;
+        Topology = QueueTopology.From(_options);
+    }
+
+    public MessagingOptions Options => _options;
+
+    public QueueTopology Topology { get; }
+
+    /// <summary>True when every connection opened so far is currently open (readiness).</summary>
+    public bool IsHealthy => (_publish?.IsOpen ?? true) && (_consume?.IsOpen ?? true);
+
+    public Task<IConnection> PublishConnectionAsync(CancellationToken cancellationToken) =>
+        GetAsync(publish: true, cancellationToken);
+
+    public Task<IConnection> ConsumeConnectionAsync(CancellationToken cancellationToken) =>
+        GetAsync(publish: false, cancellationToken);
+
+    /// <summary>Declares the topology over the publish connection (idempotent).</summary>
+    public async Task DeclareTopologyAsync(CancellationToken cancellationToken)
+    {
+        var connection = await PublishConnectionAsync(cancellationToken);
+        await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+        await Topology.DeclareAsync(channel, _options, cancellationToken);
+    }
+
+    /// <summary>Messages ready in <paramref name="queue"/> (unacked ones not counted).</summary>
+    public async Task<uint> ReadyCountAsync(string queue, CancellationToken cancellationToken)
+    {
+        var connection = await PublishConnectionAsync(cancellationToken);
+        // A passive declare of a missing queue closes its channel: use a throwaway one.
+        await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+        var ok = await channel.QueueDeclarePassiveAsync(queue, cancellationToken);
+        return ok.MessageCount;
+    }
+
+    private async Task<IConnection> GetAsync(bool publish, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var existing = publish ? _publish : _consume;
+        if (existing is not null)
+        {
+            return existing;
+        }
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            existing = publish ? _publish : _consume;
+            if (existing is not null)
+            {
+                return existing;
+            }
+            var connection = await ConnectWithRetryAsync(publish ? "publish" : "consume", cancellationToken);
+            if (publish)
+            {
+                _publish = connection;
+            }
+            else
+            {
+                _consume = connection;
+            }
+            return connection;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task<IConnection> ConnectWithRetryAsync(string role, CancellationToken cancellationToken)
+    {
+        var factory = new ConnectionFactory
+        {
+            Uri = new Uri(_options.Uri),
+            AutomaticRecoveryEnabled = true,
+            TopologyRecoveryEnabled = true,
+            NetworkRecoveryInterval = _options.RecoveryInterval,
+            RequestedHeartbeat = TimeSpan.FromSeconds(30),
+            MaxInboundMessageBodySize = (uint)_options.MaxMessageBytes,
+            ClientProvidedName = $"{_options.ClientName}-{role}",
+        };
+        // Automatic recovery only covers connections that were once open: the first connect is
+        // retried here, so a service may start before its broker.
+        while (true)
+        {
+            try
+            {
+                var connection = await factory.CreateConnectionAsync(cancellationToken);
+                connection.ConnectionShutdownAsync += (_, args) =>
+                {
+                    LogConnectionLost(_logger, role, args.ReplyText);
+                    return Task.CompletedTask;
+                };
+                connection.RecoverySucceededAsync += (_, _) =>
+                {
+                    LogConnectionRecovered(_logger, role);
+                    return Task.CompletedTask;
+                };
+                LogConnected(_logger, role, factory.HostName, factory.Port);
+                return connection;
+            }
+            catch (BrokerUnreachableException ex)
+            {
+                LogConnectRetry(_logger, role, ex.Message);
+                await Task.Delay(_options.RecoveryInterval, cancellationToken);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        foreach (var connection in new[] { _consume, _publish })
+        {
+            if (connection is null)
+            {
+                continue;
+            }
+            try
+            {
+                await connection.CloseAsync();
+            }
+            catch (AlreadyClosedException)
+            {
+                // Closing a connection the broker already dropped is fine.
+            }
+            await connection.DisposeAsync();
+        }
+        _gate.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Broker {Role} connection open to {Host}:{Port}")]
+    private static partial void LogConnected(ILogger logger, string role, string host, int port);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Broker {Role} connection failed ({Reason}); retrying")]
+    private static partial void LogConnectRetry(ILogger logger, string role, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Broker {Role} connection lost: {Reason}")]
+    private static partial void LogConnectionLost(ILogger logger, string role, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Broker {Role} connection recovered")]
+    private static partial void LogConnectionRecovered(ILogger logger, string role);
+}

@@ -1,0 +1,51 @@
+using System.Collections.Concurrent;
+using System.Text;
+using JestMesh.TestKit;
+
+namespace JestMesh.Messaging.Tests;
+
+public sealed class BrokerRestartTests
+{
+    [Fact]
+    public async Task Broker_restart_mid_run_loses_nothing_and_duplicates_have_no_effect()
+    {
+        // A broker of its own: restarting the shared one would disturb other test assemblies.
+        await using var broker = await TestBroker.StartPrivateAsync(portOffset: 11);
+        await using var client = new BrokerClient(broker.Options(TestNames.Unique("restart")));
+        await client.Connections.DeclareTopologyAsync(CancellationToken.None);
+        const int count = 600;
+
+        // Stage 1 forwards every input to the output queue and acks only after the confirm.
+        var stage = client.NewConsumer();
+        await stage.StartAsync(client.Topology.SuperBatches, (message, ct) =>
+            client.Publisher.PublishAsync(OutgoingMessage.ToQueue(client.Topology.Scored, "out-" + message.MessageId, message.Body), ct),
+            CancellationToken.None);
+        var effects = new ConcurrentDictionary<string, int>();
+        var sink = client.NewConsumer();
+        await sink.StartAsync(client.Topology.Scored, (message, _) =>
+        {
+            effects.AddOrUpdate(message.MessageId, 1, (_, n) => n + 1);
+            return Task.CompletedTask;
+        }, CancellationToken.None);
+
+        var producer = Task.Run(async () =>
+        {
+            for (var i = 0; i < count; i++)
+            {
+                await client.Publisher.PublishAsync(OutgoingMessage.ToQueue(client.Topology.SuperBatches, $"m{i}", Encoding.UTF8.GetBytes($"payload {i}")), CancellationToken.None);
+            }
+        });
+        await Eventually.WaitUntilAsync(() => effects.Count >= 50, TimeSpan.FromSeconds(60), "the first 50 messages through both stages");
+        var seenAtRestart = effects.Count;
+        await broker.StopAppAsync();
+        await broker.StartAppAsync();
+
+        await producer.Within(TimeSpan.FromSeconds(120), "the producer to publish everything after the restart");
+        await Eventually.WaitUntilAsync(() => effects.Count == count, TimeSpan.FromSeconds(120), $"all {count} messages at the sink");
+
+        Assert.True(seenAtRestart < count, $"the restart must happen mid-run ({seenAtRestart} of {count} seen)");
+        Assert.Equal(Enumerable.Range(0, count).Select(i => $"out-m{i}").Order(), effects.Keys.Order());
+        Assert.All(effects, pair => Assert.Equal(1, pair.Value));
+        Assert.True(client.Connections.IsHealthy, "connections recovered by themselves");
+    }
+}

@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using JestMesh.Messaging;
+
+namespace JestMesh.TestKit;
+
+/// <summary>
+/// The RabbitMQ broker the test command started (scripts/test.sh exports JESTMESH_TEST_AMQP_URI,
+/// JESTMESH_TEST_BROKER_SCRIPT, JESTMESH_BROKER_DIR and JESTMESH_AMQP_PORT), or a private one a test
+/// starts for itself. Can stop and start the broker application (rabbitmqctl stop_app / start_app).
+/// </summary>
+public sealed class TestBroker : IAsyncDisposable
+{
+    private readonly string _script;
+    private readonly string _directory;
+    private readonly int _port;
+    private readonly bool _owned;
+
+    private TestBroker(string uri, string script, string directory, int port, bool owned)
+    {
+        Uri = uri;
+        _script = script;
+        _directory = directory;
+        _port = port;
+        _owned = owned;
+    }
+
+    /// <summary>AMQP URI of the broker.</summary>
+    public string Uri { get; }
+
+    /// <summary>The shared broker of the test run; fails with the command to run when it is missing.</summary>
+    public static TestBroker Shared()
+    {
+        var uri = Environment.GetEnvironmentVariable("JESTMESH_TEST_AMQP_URI");
+        if (string.IsNullOrEmpty(uri))
+        {
+            throw new InvalidOperationException(
+                "JESTMESH_TEST_AMQP_URI is not set: run the tests with scripts/test.sh, which starts a private RabbitMQ broker on loopback and exports it.");
+        }
+        return new TestBroker(uri, Script(), Environment.GetEnvironmentVariable("JESTMESH_BROKER_DIR") ?? "",
+            int.Parse(Environment.GetEnvironmentVariable("JESTMESH_AMQP_PORT") ?? "5679", System.Globalization.CultureInfo.InvariantCulture), owned: false);
+    }
+
+    /// <summary>
+    /// Starts a broker of its own on JESTMESH_AMQP_PORT + <paramref name="portOffset"/>, for tests that
+    /// restart the broker: stopping the shared one would disturb test assemblies running beside them.
+    /// </summary>
+    public static async Task<TestBroker> StartPrivateAsync(int portOffset)
+    {
+        var basePort = int.Parse(Environment.GetEnvironmentVariable("JESTMESH_AMQP_PORT") ?? "5679", System.Globalization.CultureInfo.InvariantCulture);
+        var port = basePort + portOffset;
+        var directory = Path.Combine(Path.GetTempPath(), $"jestmesh-private-broker-{port}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(directory);
+        var script = Script();
+        var output = await RunAsync(script, port, "start", directory);
+        return new TestBroker(output.Trim(), script, directory, port, owned: true);
+    }
+
+    /// <summary>MessagingOptions for this broker with a unique queue prefix and test-friendly timings.</summary>
+    public MessagingOptions Options(string prefix) => new()
+    {
+        Uri = Uri,
+        QueuePrefix = prefix,
+        RecoveryInterval = TimeSpan.FromMilliseconds(500),
+        RetryDelay = TimeSpan.FromMilliseconds(20),
+        ClientName = prefix,
+    };
+
+    /// <summary>rabbitmqctl stop_app: every connection drops, queues and messages stay on disk.</summary>
+    public Task StopAppAsync() => RunAsync(_script, _port, "ctl", _directory, "stop_app");
+
+    /// <summary>rabbitmqctl start_app (returns once the application runs).</summary>
+    public Task StartAppAsync() => RunAsync(_script, _port, "ctl", _directory, "start_app");
+
+    private static string Script()
+    {
+        var script = Environment.GetEnvironmentVariable("JESTMESH_TEST_BROKER_SCRIPT");
+        if (string.IsNullOrEmpty(script) || !File.Exists(script))
+        {
+            throw new InvalidOperationException(
+                $"JESTMESH_TEST_BROKER_SCRIPT ('{script}') does not name scripts/broker.sh: run the tests with scripts/test.sh.");
+        }
+        return script;
+    }
+
+    private static async Task<string> RunAsync(string script, int port, string command, string directory, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(script) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(command);
+        start.ArgumentList.Add(directory);
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        start.Environment["JESTMESH_AMQP_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        start.Environment.Remove("JESTMESH_DIST_PORT");
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not run {script}.");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await process.WaitForExitAsync(timeout.Token);
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"{script} {command} {string.Join(' ', arguments)} failed ({process.ExitCode}): {await stderr}");
+        }
+        return await stdout;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_owned)
+        {
+            return;
+        }
+        await RunAsync(_script, _port, "stop", _directory);
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Leftover files of a stopped broker are harmless in /tmp.
+        }
+    }
+}
