@@ -58,7 +58,8 @@ internal static class ReportCommand
 
             var reach = SpeedUp.ReachStep(m.Eval, target);
             var last = m.Eval[^1];
-            rows.Add(new ReportRow(m.Run, m.Gain, m.Chunks, last.ZeroShotAcc, SpeedUp.Target(m.Eval), last.RAt1, m.StepWallMs.Average(), Median(m.StepWallMs),
+            var scored = m.Policy != nameof(Curation.SelectionPolicy.Uniform);
+            rows.Add(new ReportRow(m.Run, scored ? m.Gain : null, scored ? m.Chunks : null, last.ZeroShotAcc, SpeedUp.Target(m.Eval), last.RAt1, m.StepWallMs.Average(), Median(m.StepWallMs),
                 Median(m.StepWallMs) / uniformMedian, m.MeanSwappedShare, target, reach, SpeedUp.Factor(m.Steps, reach), m.Threads, Path.GetFullPath(dir)));
         }
 
@@ -81,7 +82,7 @@ internal static class ReportCommand
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
         {
-            sb.AppendLine(c, $"| {r.Run} | {r.Gain} | {r.Chunks} | {r.FinalZeroShot:P2} | {r.LastThreeMean:P2} | {r.FinalRAt1:P2} | {r.MeanStepMs:F1} / {r.MedianStepMs:F1} | " +
+            sb.AppendLine(c, $"| {r.Run} | {(r.Gain is { } g ? g.ToString(c) : "–")} | {(r.Chunks is { } k ? k.ToString(c) : "–")} | {r.FinalZeroShot:P2} | {r.LastThreeMean:P2} | {r.FinalRAt1:P2} | {r.MeanStepMs:F1} / {r.MedianStepMs:F1} | " +
                 $"{r.StepCostVsUniform:F2} | {r.SwappedShareSelected:P1} | {(r.ReachStep is { } s ? s.ToString(c) : "never")} | {(r.SpeedUp is { } f ? f.ToString("F2", c) + "×" : "–")} |");
         }
 
@@ -91,10 +92,10 @@ internal static class ReportCommand
 
 /// <summary>The fields of a learner metrics.json the report reads.</summary>
 internal sealed record LearnerMetricsFile(
-    string Run, double Gain, int Chunks, int Steps, int BatchSize, string DataFingerprint, int Threads,
+    string Run, string Policy, double Gain, int Chunks, int Steps, int BatchSize, string DataFingerprint, int Threads,
     List<EvalPoint> Eval, List<double> StepWallMs, double MeanSwappedShare);
 
 /// <summary>One line of the experiment table.</summary>
 internal sealed record ReportRow(
-    string Run, double Gain, int Chunks, double FinalZeroShot, double LastThreeMean, double FinalRAt1, double MeanStepMs, double MedianStepMs,
+    string Run, double? Gain, int? Chunks, double FinalZeroShot, double LastThreeMean, double FinalRAt1, double MeanStepMs, double MedianStepMs,
     double StepCostVsUniform, double SwappedShareSelected, double Target, int? ReachStep, double? SpeedUp, int Threads, string Directory);

@@ -18,7 +18,7 @@ internal static class TrainCommand
         var batch = new Option<int>("--batch-size") { Description = "b: examples trained on per step.", DefaultValueFactory = _ => 128 };
         var steps = new Option<int>("--steps") { Description = "T: learner steps.", DefaultValueFactory = _ => 1500 };
         var seed = new Option<int>("--seed") { Description = "Seed of learner init, data stream and sampler.", DefaultValueFactory = _ => 0 };
-        var gain = new Option<double>("--gain") { Description = "Sampling gain: draws ∝ exp(gain·Δ). Default from the {1,10,100} sweep.", DefaultValueFactory = _ => 10 };
+        var gain = new Option<double>("--gain") { Description = "Sampling gain: draws ∝ exp(gain·Δ). Default 1, chosen by the {1,10,100} sweep (100 is near-greedy here).", DefaultValueFactory = _ => 1 };
         var greedy = new Option<bool>("--greedy") { Description = "No Gumbel noise: deterministic top-k per chunk." };
         var evalEvery = new Option<int>("--eval-every") { Description = "Steps between test-set evaluations.", DefaultValueFactory = _ => 100 };
         var lr = new Option<double>("--lr") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => 1e-3 };

@@ -23,7 +23,7 @@ internal sealed record LearnerSettings
 
     public int Seed { get; init; }
 
-    public double Gain { get; init; } = 10;
+    public double Gain { get; init; } = 1;
 
     public bool Greedy { get; init; }
 
