@@ -13,5 +13,7 @@ internal static class CommandCatalog
         yield return Commands.TrainCommand.Create();
         yield return Commands.BenchCommand.Create();
         yield return Commands.ReportCommand.Create();
+        yield return Commands.IngestCommand.Create();
+        yield return Commands.BenchScoringCommand.Create();
     }
 }
