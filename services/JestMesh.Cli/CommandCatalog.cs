@@ -8,6 +8,11 @@ internal static class CommandCatalog
     public static IEnumerable<Command> All()
     {
         // One line per command; each lives in Commands/<Name>Command.cs.
+        yield return Commands.SelectCommand.Create();
+        yield return Commands.ReferenceCommand.Create();
+        yield return Commands.TrainCommand.Create();
+        yield return Commands.BenchCommand.Create();
+        yield return Commands.ReportCommand.Create();
         yield return Commands.IngestCommand.Create();
         yield return Commands.BenchScoringCommand.Create();
     }
