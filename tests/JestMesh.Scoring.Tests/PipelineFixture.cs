@@ -123,5 +123,9 @@ public sealed class PipelineFixture : IDisposable
     {
         Reference.Dispose();
         Directory.Delete(CheckpointDirectory, recursive: true);
+        if (EmptyContentRoot.IsValueCreated)
+        {
+            Directory.Delete(EmptyContentRoot.Value, recursive: true);
+        }
     }
 }
