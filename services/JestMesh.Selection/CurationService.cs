@@ -46,7 +46,10 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
         var sent = 0;
         await foreach (var batch in _store.ReplayAsync(session, request.Session.Cursor, token))
         {
-            await responseStream.WriteAsync(batch, token);
+            using (StartSend(batch))
+            {
+                await responseStream.WriteAsync(batch, token);
+            }
             if (++sent == request.MaxBatches)
             {
                 return;
@@ -96,7 +99,10 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
         var acked = open.Cursor;
         await foreach (var batch in _store.ReplayAsync(session, open.Cursor, token))
         {
-            await responseStream.WriteAsync(new CurateResponse { Batch = batch }, token);
+            using (StartSend(batch))
+            {
+                await responseStream.WriteAsync(new CurateResponse { Batch = batch }, token);
+            }
             sent = batch.Sequence;
         }
         if (BatchSelector.NeedsLearner(session.Settings.Policy))
