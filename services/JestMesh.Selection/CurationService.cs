@@ -119,21 +119,45 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
         IServerStreamWriter<CurateResponse> responses, long sent, long acked, CancellationToken token)
     {
         var inFlight = new Queue<Delivery>();
+        using var takes = CancellationTokenSource.CreateLinkedTokenSource(token);
+        Task<Delivery>? take = null;
+        Task<bool>? read = null;
         try
         {
             while (true)
             {
-                // Keep the next candidates at the client while it trains: it scores the next one
-                // as soon as its step ends, without a round trip.
-                while (inFlight.Count < _options.CandidatesAhead)
+                // Keep the next candidates at the client while it trains, so it scores the next one
+                // as soon as its step ends; but never stop reading the client while waiting for data.
+                if (take is null && inFlight.Count < _options.CandidatesAhead)
                 {
-                    var delivery = await feed.TakeAsync(token);
+                    take = feed.TakeAsync(takes.Token).AsTask();
+                }
+                read ??= requests.MoveNext(token);
+                if (inFlight.Count == 0)
+                {
+                    await Task.WhenAny(take!);
+                }
+                else
+                {
+                    await Task.WhenAny(read, take ?? Task.Delay(Timeout.Infinite, token));
+                }
+                if (take is { IsCompleted: true })
+                {
+                    var delivery = await take;
+                    take = null;
                     inFlight.Enqueue(delivery);
                     var candidate = new Candidate { SuperBatchId = delivery.Batch.Id, SuperBatchSequence = delivery.Batch.Sequence };
                     candidate.Examples.Add(delivery.Batch.Examples);
                     await responses.WriteAsync(new CurateResponse { Candidate = candidate }, token);
+                    continue;
                 }
-                if (!await requests.MoveNext(token))
+                if (!read.IsCompleted)
+                {
+                    continue;
+                }
+                var more = await read;
+                read = null;
+                if (!more)
                 {
                     return;
                 }
@@ -144,10 +168,9 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
                         acked = Ack(request.Ack.Sequence, acked, sent);
                         break;
                     case CurateRequest.KindOneofCase.Scores:
-                        var expected = inFlight.Peek();
-                        if (request.Scores.SuperBatchId != expected.Batch.Id)
+                        if (!inFlight.TryPeek(out var expected) || request.Scores.SuperBatchId != expected.Batch.Id)
                         {
-                            throw BatchSelector.Invalid($"scores.super_batch_id '{request.Scores.SuperBatchId}' is not the oldest candidate in flight, '{expected.Batch.Id}'.");
+                            throw BatchSelector.Invalid($"scores.super_batch_id '{request.Scores.SuperBatchId}' is not the oldest candidate in flight, '{expected?.Batch.Id}'.");
                         }
                         var batch = await SelectAndRecordAsync(session, expected, request.Scores, sent - acked, token);
                         inFlight.Dequeue();
@@ -164,6 +187,18 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
         }
         finally
         {
+            await takes.CancelAsync();
+            if (take is not null)
+            {
+                try
+                {
+                    inFlight.Enqueue(await take);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Nothing was taken.
+                }
+            }
             // Candidates never selected from go to the job's next session: nothing recorded, nothing lost.
             while (inFlight.TryDequeue(out var unused))
             {
