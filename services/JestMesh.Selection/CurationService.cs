@@ -16,9 +16,12 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
     private readonly SelectionOptions _options;
     private readonly ILogger<CurationService> _logger;
 
-    public CurationService(SessionStore store, JobFeeds feeds, IOptions<SelectionOptions> options, ILogger<CurationService> logger)
+    private readonly IHostApplicationLifetime _lifetime;
+
+    public CurationService(SessionStore store, JobFeeds feeds, IOptions<SelectionOptions> options, IHostApplicationLifetime lifetime, ILogger<CurationService> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
+        _lifetime = lifetime;
         _store = store;
         _feeds = feeds;
         _options = options.Value;
@@ -59,10 +62,10 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
         while (request.MaxBatches == 0 || sent < request.MaxBatches)
         {
             var delivery = await feed.TakeAsync(token);
-            var batch = await SelectAndRecordAsync(session, delivery, null, 0, token);
+            var (batch, span) = await SelectAndRecordAsync(session, delivery, null, 0, token);
             // WriteAsync completes only when HTTP/2 flow control lets the batch go: a slow client
             // stops this loop, and with it the feed's prefetch and the broker.
-            using (StartSend(batch))
+            using (StartSend(batch, span))
             {
                 await responseStream.WriteAsync(batch, token);
             }
@@ -172,10 +175,10 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
                         {
                             throw BatchSelector.Invalid($"scores.super_batch_id '{request.Scores.SuperBatchId}' is not the oldest candidate in flight, '{expected?.Batch.Id}'.");
                         }
-                        var batch = await SelectAndRecordAsync(session, expected, request.Scores, sent - acked, token);
+                        var (batch, span) = await SelectAndRecordAsync(session, expected, request.Scores, sent - acked, token);
                         inFlight.Dequeue();
                         sent = batch.Sequence;
-                        using (StartSend(batch))
+                        using (StartSend(batch, span))
                         {
                             await responses.WriteAsync(new CurateResponse { Batch = batch }, token);
                         }
@@ -215,9 +218,9 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
             if (sent - acked < _options.BatchesAhead)
             {
                 var delivery = await feed.TakeAsync(token);
-                var batch = await SelectAndRecordAsync(session, delivery, null, sent - acked, token);
+                var (batch, span) = await SelectAndRecordAsync(session, delivery, null, sent - acked, token);
                 sent = batch.Sequence;
-                using (StartSend(batch))
+                using (StartSend(batch, span))
                 {
                     await responses.WriteAsync(new CurateResponse { Batch = batch }, token);
                 }
@@ -245,9 +248,10 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
     }
 
     /// <summary>Selects, records (confirmed), then acks the super-batch: the order that makes a crash at any point safe.</summary>
-    private async Task<CuratedBatch> SelectAndRecordAsync(SessionState session, Delivery delivery, LearnerScores? scores, long batchesAhead, CancellationToken token)
+    private async Task<(CuratedBatch Batch, ActivityContext Span)> SelectAndRecordAsync(SessionState session, Delivery delivery, LearnerScores? scores, long batchesAhead, CancellationToken token)
     {
         CuratedBatch batch;
+        ActivityContext span;
         using (var activity = SelectionTelemetry.Source.StartActivity("selection.select", ActivityKind.Internal, delivery.Producer,
             links: delivery.Producer == default ? null : [new ActivityLink(delivery.Producer)]))
         {
@@ -271,14 +275,17 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
             // Recording must not be abandoned half-way by a client that goes away: the batch is
             // either in the log (and will be replayed) or not (and the super-batch is redelivered).
             await _store.RecordAsync(session, batch, CancellationToken.None);
+            span = activity?.Context ?? default;
         }
         await delivery.Feed.AckAsync(delivery);
-        return batch;
+        return (batch, span);
     }
 
-    private static Activity? StartSend(CuratedBatch batch)
+    private static Activity? StartSend(CuratedBatch batch, ActivityContext parent = default)
     {
-        var activity = SelectionTelemetry.Source.StartActivity("curate.send", ActivityKind.Producer);
+        var activity = parent == default
+            ? SelectionTelemetry.Source.StartActivity("curate.send", ActivityKind.Producer)
+            : SelectionTelemetry.Source.StartActivity("curate.send", ActivityKind.Producer, parent);
         activity?.SetTag("jestmesh.sequence", batch.Sequence);
         activity?.SetTag("jestmesh.super_batch.id", batch.SuperBatchId);
         if (activity is not null)
@@ -355,7 +362,8 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
                 throw BatchSelector.Invalid($"{field}.job '{open.Job}' differs from the job '{session.Job}' of session {session.Id}.");
             }
         }
-        var lease = await SessionLease.AcquireAsync(session, cancellationToken);
+        // A stopping replica ends its streams at once (clients resume elsewhere) instead of holding shutdown.
+        var lease = await SessionLease.AcquireAsync(session, cancellationToken, _lifetime.ApplicationStopping);
         if (open.Cursor > session.LastSequence)
         {
             await lease.DisposeAsync();
@@ -383,9 +391,9 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
 
         public CancellationToken Token => _cts.Token;
 
-        public static async Task<SessionLease> AcquireAsync(SessionState session, CancellationToken cancellationToken)
+        public static async Task<SessionLease> AcquireAsync(SessionState session, CancellationToken cancellationToken, CancellationToken stopping)
         {
-            var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stopping);
             CancellationTokenSource? previous;
             lock (session)
             {
