@@ -8,6 +8,6 @@ internal static class CommandCatalog
     public static IEnumerable<Command> All()
     {
         // One line per command; each lives in Commands/<Name>Command.cs.
-        yield break;
+        yield return Commands.BenchSelectionCommand.Create();
     }
 }
