@@ -36,9 +36,10 @@ public sealed class TransportTests(SelectionFixture fixture)
             ImageEmbeddings = Protos.V1.Tensor.FromFloat32(new float[n * 64], n, 64),
             TextEmbeddings = Protos.V1.Tensor.FromFloat32(new float[n * 64], n, 64),
         };
-        await call.RequestStream.WriteAsync(new CurateRequest { Scores = scores });
+        // The server may fail the call while the client is still sending: the write or the read sees it.
         var error = await Assert.ThrowsAsync<RpcException>(async () =>
         {
+            await call.RequestStream.WriteAsync(new CurateRequest { Scores = scores });
             while (await call.ResponseStream.MoveNext())
             {
             }
