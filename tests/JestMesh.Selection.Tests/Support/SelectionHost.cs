@@ -19,6 +19,8 @@ public sealed class SelectionHost : IAsyncDisposable
 {
     public const string ApiKey = "test-api-key-0123456789";
 
+    private static readonly Lazy<string> EmptyContentRoot = new(() => Directory.CreateTempSubdirectory("jm-selection-root-").FullName);
+
     private readonly WebApplication _app;
 
     private SelectionHost(WebApplication app, int? port)
@@ -37,7 +39,13 @@ public sealed class SelectionHost : IAsyncDisposable
     public static async Task<SelectionHost> StartAsync(MessagingOptions messaging, bool kestrel = false, int? port = null, IDictionary<string, string?>? settings = null)
     {
         ArgumentNullException.ThrowIfNull(messaging);
-        var builder = WebApplication.CreateBuilder();
+        // An empty content root: appsettings.json files of hosts copied next to the tests must not leak in.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            ApplicationName = "JestMesh.Selection",
+            EnvironmentName = "Testing",
+            ContentRootPath = EmptyContentRoot.Value,
+        });
         var config = new Dictionary<string, string?>
         {
             ["Messaging:Uri"] = messaging.Uri,
