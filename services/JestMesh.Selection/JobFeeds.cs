@@ -156,7 +156,7 @@ public sealed partial class JobFeed : IAsyncDisposable
             {
                 await _channel.CloseAsync();
             }
-            catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException)
+            catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.OperationInterruptedException or IOException)
             {
                 // Gone with its connection.
             }
@@ -228,15 +228,41 @@ public sealed class JobFeeds : IAsyncDisposable
         return (0, 0, "");
     }
 
-    public Task<JobFeed> GetAsync(string job, CancellationToken cancellationToken) =>
-        _feeds.GetOrAdd(job, j => new Lazy<Task<JobFeed>>(() => StartAsync(j))).Value.WaitAsync(cancellationToken);
+    public async Task<JobFeed> GetAsync(string job, CancellationToken cancellationToken)
+    {
+        var lazy = _feeds.GetOrAdd(job, j => new Lazy<Task<JobFeed>>(() => StartAsync(j)));
+        try
+        {
+            return await lazy.Value.WaitAsync(cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // A failed start is not cached: the next session of the job tries again.
+            _feeds.TryRemove(new KeyValuePair<string, Lazy<Task<JobFeed>>>(job, lazy));
+            throw;
+        }
+    }
 
     private async Task<JobFeed> StartAsync(string job)
     {
-        await DeclareAsync(job, CancellationToken.None);
-        var feed = new JobFeed(job, QueueOf(job), _connections, _store, _publisher, _logger);
-        await feed.StartAsync(_options.JobPrefetch, CancellationToken.None);
-        return feed;
+        // A quorum queue declared a moment ago may refuse consumers (INTERNAL_ERROR) until its
+        // leader is elected, and that error closes the connection: retry while it recovers.
+        for (var attempt = 1; ; attempt++)
+        {
+            var feed = new JobFeed(job, QueueOf(job), _connections, _store, _publisher, _logger);
+            try
+            {
+                await DeclareAsync(job, CancellationToken.None);
+                await feed.StartAsync(_options.JobPrefetch, CancellationToken.None);
+                return feed;
+            }
+            catch (Exception ex) when (attempt < 30 && ex is RabbitMQ.Client.Exceptions.OperationInterruptedException or RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException)
+            {
+                await feed.DisposeAsync();
+                _declared.TryRemove(QueueOf(job), out _);
+                await Task.Delay(_connections.Options.RecoveryInterval);
+            }
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -36,10 +36,18 @@ public sealed class TransportTests(SelectionFixture fixture)
             ImageEmbeddings = Protos.V1.Tensor.FromFloat32(new float[n * 64], n, 64),
             TextEmbeddings = Protos.V1.Tensor.FromFloat32(new float[n * 64], n, 64),
         };
-        // The server may fail the call while the client is still sending: the write or the read sees it.
+        // The server may end the call while the client is still sending; the write then fails with
+        // a reset, and the call's own status comes with the response stream.
         var error = await Assert.ThrowsAsync<RpcException>(async () =>
         {
-            await call.RequestStream.WriteAsync(new CurateRequest { Scores = scores });
+            try
+            {
+                await call.RequestStream.WriteAsync(new CurateRequest { Scores = scores });
+            }
+            catch (RpcException)
+            {
+                // Read the status below.
+            }
             while (await call.ResponseStream.MoveNext())
             {
             }
@@ -58,13 +66,16 @@ public sealed class TransportTests(SelectionFixture fixture)
         using var channel = host.Channel(maxMessageBytes: 64 * 1024);
         using var call = new CurationClient(channel).Curate(SelectionHost.Auth());
         await call.RequestStream.WriteAsync(new CurateRequest { Open = Sessions.Open("job", Policy.Learnability) });
+        var kinds = new List<CurateResponse.KindOneofCase>();
         var error = await Assert.ThrowsAsync<RpcException>(async () =>
         {
             while (await call.ResponseStream.MoveNext())
             {
+                kinds.Add(call.ResponseStream.Current.KindCase);
             }
         });
-        Assert.Equal(StatusCode.ResourceExhausted, error.StatusCode);
+        Assert.True(error.StatusCode == StatusCode.ResourceExhausted, $"{error.StatusCode}: {error.Status.Detail}");
+        Assert.Equal([CurateResponse.KindOneofCase.Opened], kinds);
     }
 
     [Fact]
