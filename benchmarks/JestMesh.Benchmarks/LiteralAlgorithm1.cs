@@ -21,7 +21,7 @@ public static class LiteralAlgorithm1
             logitsIi[i] = scores[(i * n) + i];
         }
 
-        var inds = new List<int>(Choice(n, nDraws, Softmax(logitsIi, gain), random));
+        var inds = new List<int>(Choice(n, nDraws, Softmax(logitsIi, gain, new double[n]), random));
         for (int chunk = 1; chunk < nChunks; chunk++)
         {
             var isSampled = new double[n];
@@ -49,7 +49,7 @@ public static class LiteralAlgorithm1
                 logits[i] = logitsIi[i] + logitsIj[i] + logitsJi[i] - (isSampled[i] * 1e8);
             }
 
-            inds.AddRange(Choice(n, nDraws, Softmax(logits, gain), random));
+            inds.AddRange(Choice(n, nDraws, Softmax(logits, gain, isSampled), random));
         }
 
         return [.. inds];
@@ -76,7 +76,11 @@ public static class LiteralAlgorithm1
         return loss;
     }
 
-    private static double[] Softmax(double[] logits, double gain)
+    /// <remarks>
+    /// One deviation from the paper: at gain 100 most probabilities underflow to exactly 0, and numpy.random.choice
+    /// then raises "Fewer non-zero entries in p than size"; unsampled entries get a 1e-300 floor instead.
+    /// </remarks>
+    private static double[] Softmax(double[] logits, double gain, double[] isSampled)
     {
         double max = double.NegativeInfinity;
         foreach (double l in logits)
@@ -94,7 +98,7 @@ public static class LiteralAlgorithm1
 
         for (int i = 0; i < p.Length; i++)
         {
-            p[i] /= z;
+            p[i] = isSampled[i] > 0 ? 0 : Math.Max(p[i] / z, 1e-300);
         }
 
         return p;
