@@ -169,7 +169,10 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
             ["Scoring__CachePath"] = cache,
         });
         _selectionPort = Repo.FreePort();
-        Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = _apiKey, ["Selection__LogStream"] = LogStream }, _selectionPort);
+        // One candidate ahead: Selection sends candidate k+1 right after batch k, so the learner finds it waiting when its
+        // step ends either way; with two ahead, Curate waits for a candidate past the job's last one before it reads the
+        // scores of the last, and a job of exactly T super-batches never gets its last batch.
+        Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = _apiKey, ["Selection__LogStream"] = LogStream, ["Selection__CandidatesAhead"] = "1" }, _selectionPort);
         await WaitUntilAsync("Scoring consumes super-batches", async ct => await _probe.DepthAsync(Prefix + ".superbatches", ct) is { Consumers: > 0 }, cancellationToken);
         await WaitUntilAsync("Selection serves gRPC and has its batch log", async ct =>
             await Repo.PortOpenAsync(_selectionPort, ct) && await _probe.DepthAsync(LogStream, ct) is not null, cancellationToken);
@@ -305,7 +308,8 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
             ["Trainer__EvalEvery"] = _plan.EvalEvery.ToString(CultureInfo.InvariantCulture),
             ["Trainer__EvalLimit"] = _plan.EvalLimit.ToString(CultureInfo.InvariantCulture),
             ["Trainer__DataSeed"] = _plan.DataSeed.ToString(CultureInfo.InvariantCulture),
-            ["Trainer__CheckpointEvery"] = Math.Max(_plan.EvalEvery, 100).ToString(CultureInfo.InvariantCulture),
+            // Checkpoint where it evaluates anyway: the wall time per step leaves those steps out.
+            ["Trainer__CheckpointEvery"] = _plan.EvalEvery.ToString(CultureInfo.InvariantCulture),
             ["Trainer__CheckpointDirectory"] = Path.Combine(runDir, "trainer"),
         }, logName: "trainer-" + run.Slug);
         double? stall = null;
@@ -349,7 +353,7 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
         var dead = (await _probe.DrainDeadLettersAsync(Prefix + ".dead", cancellationToken)).GetValueOrDefault(job);
         var evals = TrainerEvals(Path.Combine(runDir, "trainer"));
         var stepSpans = _otlp!.Spans.Where(s => s.Name == "trainer.step" && s.StartUnixNano >= started).OrderBy(s => s.StartUnixNano).ToList();
-        var wall = stepSpans.Zip(stepSpans.Skip(1), (a, b) => (b.StartUnixNano - a.StartUnixNano) / 1e6).ToList();
+        var wall = StepWallTimes(stepSpans, _plan.EvalEvery);
         if (batches.Any(b => !b.DistinctIds))
         {
             throw new InvalidDataException($"job {job}: a curated batch repeats an example id among its selected and filtered ids.");
@@ -476,12 +480,36 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
         };
     }
 
+    /// <summary>
+    /// Wall time of each learner step: from one trainer.step span's start to the next one's, so waiting for data and
+    /// scoring the next candidate count; the intervals after an evaluation step (which also checkpoints) are left out,
+    /// as the in-process loop leaves evaluation out of its step times.
+    /// </summary>
+    internal static List<double> StepWallTimes(IReadOnlyList<SpanRecord> stepSpans, int evalEvery)
+    {
+        var ordered = stepSpans.OrderBy(s => s.StartUnixNano).ToList();
+        var wall = new List<double>();
+        for (var i = 0; i + 1 < ordered.Count; i++)
+        {
+            var step = ordered[i].Attributes.TryGetValue("jestmesh.sequence", out var v) && long.TryParse(v, CultureInfo.InvariantCulture, out var seq) ? seq : -1;
+            if (step > 0 && step % evalEvery == 0)
+            {
+                continue;
+            }
+
+            wall.Add((ordered[i + 1].StartUnixNano - ordered[i].StartUnixNano) / 1e6);
+        }
+
+        return wall;
+    }
+
     /// <summary>Per span name: count and duration statistics, pipeline stages first in journey order.</summary>
     internal static List<StageTiming> StageTimings(IReadOnlyList<SpanRecord> spans)
     {
         string[] journey = ["ingest.publish", "scoring.process", "scoring.embed", "scoring.publish", "selection.select", "curate.send", "trainer.step"];
         return spans.Where(s => s.EndUnixNano > s.StartUnixNano && (journey.Contains(s.Name) || s.Name.StartsWith("publish ", StringComparison.Ordinal) || s.Name.StartsWith("consume ", StringComparison.Ordinal)))
-            .GroupBy(s => s.Name)
+            // Per-job queues ("publish jestmesh.scored.job.demo-jest-f0.8") are one stage.
+            .GroupBy(s => PerJobQueue().Replace(s.Name, ".job.*"))
             .OrderBy(g => Array.IndexOf(journey, g.Key) is var i && i >= 0 ? i : journey.Length)
             .ThenBy(g => g.Key, StringComparer.Ordinal)
             .Select(g =>
@@ -522,18 +550,31 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
 
     private async Task StopAllAsync()
     {
-        while (_started.TryPop(out var item))
+        // Service processes first, all at once (each gets SIGTERM and a grace period), then the rest in reverse order.
+        var children = _started.OfType<ChildProcess>().ToList();
+        var rest = _started.Where(s => s is not ChildProcess).ToList();
+        _started.Clear();
+        await Task.WhenAll(children.Select(async c => await Quietly(c)));
+        foreach (var item in rest)
         {
-            try
-            {
-                await item.DisposeAsync();
-            }
-            catch (Exception e) when (e is IOException or InvalidOperationException or UnauthorizedAccessException or RabbitMQ.Client.Exceptions.AlreadyClosedException)
-            {
-                Console.Error.WriteLine($"demo: while stopping: {e.Message}");
-            }
+            await Quietly(item);
         }
     }
+
+    private static async Task Quietly(IAsyncDisposable item)
+    {
+        try
+        {
+            await item.DisposeAsync();
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or UnauthorizedAccessException or RabbitMQ.Client.Exceptions.AlreadyClosedException or OperationCanceledException)
+        {
+            Console.Error.WriteLine($"demo: while stopping: {e.Message}");
+        }
+    }
+
+    [GeneratedRegex(@"\.job\.[A-Za-z0-9_.-]+$")]
+    private static partial Regex PerJobQueue();
 
     [GeneratedRegex(@"Job (?<job>\S+): published (?<batches>\d+) super-batches \((?<examples>\d+) examples\)")]
     private static partial Regex IngestDone();

@@ -39,17 +39,18 @@ internal sealed class Repo(string root)
     /// <summary>Builds the service hosts whose build is missing or older than any source (Release, their usual bin folder).</summary>
     public async Task EnsureBuiltAsync(IEnumerable<string> hosts, Action<string> say, CancellationToken cancellationToken)
     {
-        var newestSource = NewestSource();
-        foreach (var host in hosts)
+        var all = hosts.ToList();
+        foreach (var host in all)
         {
             var dll = HostDll(host);
-            if (File.Exists(dll) && File.GetLastWriteTimeUtc(dll) >= newestSource)
+            // A host depends on its own sources, the libraries and the protos: not on the CLI or the other hosts.
+            if (File.Exists(dll) && File.GetLastWriteTimeUtc(dll) >= NewestSource(all.Where(h => h != host).Append("JestMesh.Cli")))
             {
                 continue;
             }
 
             say($"building {host}...");
-            var code = await RunAsync("dotnet", ["build", Project(host), "-c", "Release", "--nologo", "-v", "quiet", "-clp:ErrorsOnly"], Root, cancellationToken);
+            var code = await RunAsync("dotnet", ["build", Project(host), "-c", "Release", "--nologo", "-v", "quiet", "-clp:ErrorsOnly;NoSummary"], Root, cancellationToken);
             if (code != 0)
             {
                 throw new InvalidOperationException($"`dotnet build {Project(host)} -c Release` failed (exit {code}); run it to see the errors.");
@@ -60,13 +61,19 @@ internal sealed class Repo(string root)
         }
     }
 
-    private DateTime NewestSource()
+    private DateTime NewestSource(IEnumerable<string> excludedProjects)
     {
         var newest = DateTime.MinValue;
+        var excluded = excludedProjects.Select(p => Path.Combine(Root, "services", p) + "/").ToList();
         foreach (var top in new[] { "services", "protos" })
         {
             foreach (var f in Directory.EnumerateFiles(Path.Combine(Root, top), "*", SearchOption.AllDirectories))
             {
+                if (excluded.Any(e => f.StartsWith(e, StringComparison.Ordinal)))
+                {
+                    continue;
+                }
+
                 if (f.Contains("/bin/", StringComparison.Ordinal) || f.Contains("/obj/", StringComparison.Ordinal))
                 {
                     continue;
