@@ -10,5 +10,11 @@ internal static class CommandCatalog
         // One line per command; each lives in Commands/<Name>Command.cs.
         yield return Commands.SelectCommand.Create();
         yield return Commands.DemoCommand.Create();
+        yield return Commands.ReferenceCommand.Create();
+        yield return Commands.TrainCommand.Create();
+        yield return Commands.BenchCommand.Create();
+        yield return Commands.ReportCommand.Create();
+        yield return Commands.IngestCommand.Create();
+        yield return Commands.BenchScoringCommand.Create();
     }
 }

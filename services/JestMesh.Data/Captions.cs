@@ -56,6 +56,7 @@ public static class Captions
 
     private static readonly string[] Words = BuildVocabulary();
     private static readonly Dictionary<string, int> TokenOf = Words.Select((w, i) => (w, i)).ToDictionary(p => p.w, p => p.i);
+    private static readonly (char Kind, int Value)[] Meaning = BuildMeaning();
 
     /// <summary>Number of token ids, the pad token included.</summary>
     public static int VocabularySize => Words.Length;
@@ -160,7 +161,68 @@ public static class Captions
         return string.Join(' ', words);
     }
 
+    /// <summary>
+    /// What a caption says: its class, and its brightness and size buckets where the template mentions them (−1 otherwise).
+    /// A caption is a correct description of an image when all of these agree with the image.
+    /// </summary>
+    public static (int Label, int Brightness, int Size) Attributes(ReadOnlySpan<int> tokens)
+    {
+        int label = -1, brightness = -1, size = -1;
+        foreach (var t in tokens)
+        {
+            if (t == PadToken)
+            {
+                continue;
+            }
+
+            var (kind, value) = Meaning[t];
+            switch (kind)
+            {
+                case 'c':
+                    label = value;
+                    break;
+                case 'b':
+                    brightness = value;
+                    break;
+                case 's':
+                    size = value;
+                    break;
+                default:
+                    break;
+            }
+        }
+
+        return (label, brightness, size);
+    }
+
     private static string Pick(string[] options, Random random) => options[random.Next(options.Length)];
+
+    // Every synonym's words belong to exactly one class or bucket (checked here), so a caption's tokens say what it describes.
+    private static (char Kind, int Value)[] BuildMeaning()
+    {
+        var meaning = new (char Kind, int Value)[Words.Length];
+        void Mark(string[][] groups, char kind)
+        {
+            for (var g = 0; g < groups.Length; g++)
+            {
+                foreach (var word in groups[g].SelectMany(s => s.Split(' ')))
+                {
+                    var t = TokenOf[word];
+                    if (meaning[t].Kind != default && meaning[t] != (kind, g))
+                    {
+                        throw new InvalidOperationException($"caption word '{word}' means two things.");
+                    }
+
+                    meaning[t] = (kind, g);
+                }
+            }
+        }
+
+        Mark(ClassSynonyms, 'c');
+        Mark(BrightnessSynonyms, 'b');
+        Mark(SizeSynonyms, 's');
+        return meaning;
+    }
 
     private static string[] BuildVocabulary()
     {

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using RabbitMQ.Client;
@@ -42,6 +43,7 @@ public sealed partial class AckingConsumer : IAsyncDisposable
     private string _queue = "";
     private Func<ReceivedMessage, CancellationToken, Task>? _handler;
     private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<string, Task> _inFlight = new(StringComparer.Ordinal);
 
     public AckingConsumer(BrokerConnections connections, ConfirmedPublisher deadLetterPublisher, ILogger<AckingConsumer> logger)
         : this(connections, deadLetterPublisher, new DeduplicationSet(connections?.Options.DeduplicationCapacity ?? 1), logger)
@@ -57,10 +59,15 @@ public sealed partial class AckingConsumer : IAsyncDisposable
         _logger = logger;
     }
 
+    /// <summary>Deliveries acked without effect because their id was already processed.</summary>
+    public long DuplicatesDropped => Interlocked.Read(ref _duplicatesDropped);
+
+    private long _duplicatesDropped;
+
     /// <summary>Ids this consumer has processed (its dedup window).</summary>
     public DeduplicationSet Processed => _processed;
 
-    /// <summary>Starts consuming <paramref name="queue"/>; deliveries run one at a time per consumer.</summary>
+    /// <summary>Starts consuming <paramref name="queue"/>; up to Messaging:ConsumerConcurrency deliveries run at once.</summary>
     public async Task StartAsync(string queue, Func<ReceivedMessage, CancellationToken, Task> handler, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(queue);
@@ -72,7 +79,12 @@ public sealed partial class AckingConsumer : IAsyncDisposable
         _queue = queue;
         _handler = handler;
         var connection = await _connections.ConsumeConnectionAsync(cancellationToken);
-        _channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+        _channel = await connection.CreateChannelAsync(
+            new CreateChannelOptions(
+                publisherConfirmationsEnabled: false,
+                publisherConfirmationTrackingEnabled: false,
+                consumerDispatchConcurrency: (ushort)_connections.Options.ConsumerConcurrency),
+            cancellationToken);
         await _channel.BasicQosAsync(0, (ushort)_connections.Options.Prefetch, global: false, cancellationToken);
         var consumer = new AsyncEventingBasicConsumer(_channel);
         consumer.ReceivedAsync += OnReceivedAsync;
@@ -109,59 +121,82 @@ public sealed partial class AckingConsumer : IAsyncDisposable
             await DeadLetterAndAckAsync(channel, delivery, $"missing-id-{Guid.NewGuid():N}", body, headers, "message has no message id", activity, stopping);
             return;
         }
-        if (_processed.Contains(messageId))
+        // Several deliveries may run at once (ConsumerConcurrency): a second delivery of an id that
+        // is being processed waits for the first, then counts as a duplicate if it succeeded.
+        var mine = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        while (true)
         {
-            MessagingTelemetry.Duplicates.Add(1);
-            activity?.SetTag("jestmesh.duplicate", true);
-            LogDuplicate(_logger, messageId, _queue);
-            await AckAsync(channel, delivery.DeliveryTag, messageId, stopping);
-            return;
-        }
-
-        var message = new ReceivedMessage(_queue, messageId, body, headers, delivery.Redelivered, producer);
-        try
-        {
-            await _handler!(message, stopping);
-        }
-        catch (PoisonMessageException ex)
-        {
-            await DeadLetterAndAckAsync(channel, delivery, messageId, body, headers, ex.Message, activity, stopping);
-            return;
-        }
-        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
-        {
-            // Shutting down: leave the message unacked; the broker redelivers it.
-            return;
-        }
-#pragma warning disable CA1031 // A consumer must survive any handler failure and decide the message's fate.
-        catch (Exception ex)
-#pragma warning restore CA1031
-        {
-            var deliveries = DeliveryCount(headers) + 1;
-            activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
-            if (deliveries >= _connections.Options.DeliveryLimit)
+            if (_processed.Contains(messageId))
             {
-                await DeadLetterAndAckAsync(channel, delivery, messageId, body, headers,
-                    $"failed {deliveries} times; last error: {ex.GetType().Name}: {ex.Message}", activity, stopping);
+                MessagingTelemetry.Duplicates.Add(1);
+                Interlocked.Increment(ref _duplicatesDropped);
+                activity?.SetTag("jestmesh.duplicate", true);
+                LogDuplicate(_logger, messageId, _queue);
+                await AckAsync(channel, delivery.DeliveryTag, messageId, stopping);
                 return;
             }
-            LogTransientFailure(_logger, ex, messageId, _queue, deliveries);
-            try
+            if (_inFlight.TryAdd(messageId, mine.Task))
             {
-                await Task.Delay(_connections.Options.RetryDelay, stopping);
-                await channel.BasicNackAsync(delivery.DeliveryTag, multiple: false, requeue: true, stopping);
+                break;
             }
-            catch (Exception nackError) when (ConfirmedPublisher.IsConnectionFailure(nackError) || nackError is OperationCanceledException)
+            if (_inFlight.TryGetValue(messageId, out var other))
             {
-                // The channel is gone: the broker requeues the message by itself.
+                await other;
             }
-            return;
         }
 
-        _processed.Add(messageId);
-        MessagingTelemetry.Consumed.Add(1);
-        MessagingTelemetry.ProcessDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        await AckAsync(channel, delivery.DeliveryTag, messageId, stopping);
+        try
+        {
+            var message = new ReceivedMessage(_queue, messageId, body, headers, delivery.Redelivered, producer);
+            try
+            {
+                await _handler!(message, stopping);
+            }
+            catch (PoisonMessageException ex)
+            {
+                await DeadLetterAndAckAsync(channel, delivery, messageId, body, headers, ex.Message, activity, stopping);
+                return;
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                // Shutting down: leave the message unacked; the broker redelivers it.
+                return;
+            }
+#pragma warning disable CA1031 // A consumer must survive any handler failure and decide the message's fate.
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                var deliveries = DeliveryCount(headers) + 1;
+                activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
+                if (deliveries >= _connections.Options.DeliveryLimit)
+                {
+                    await DeadLetterAndAckAsync(channel, delivery, messageId, body, headers,
+                        $"failed {deliveries} times; last error: {ex.GetType().Name}: {ex.Message}", activity, stopping);
+                    return;
+                }
+                LogTransientFailure(_logger, ex, messageId, _queue, deliveries);
+                try
+                {
+                    await Task.Delay(_connections.Options.RetryDelay, stopping);
+                    await channel.BasicNackAsync(delivery.DeliveryTag, multiple: false, requeue: true, stopping);
+                }
+                catch (Exception nackError) when (ConfirmedPublisher.IsConnectionFailure(nackError) || nackError is OperationCanceledException)
+                {
+                    // The channel is gone: the broker requeues the message by itself.
+                }
+                return;
+            }
+
+            _processed.Add(messageId);
+            MessagingTelemetry.Consumed.Add(1);
+            MessagingTelemetry.ProcessDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            await AckAsync(channel, delivery.DeliveryTag, messageId, stopping);
+        }
+        finally
+        {
+            _inFlight.TryRemove(messageId, out _);
+            mine.SetResult();
+        }
     }
 
     private async Task DeadLetterAndAckAsync(IChannel channel, BasicDeliverEventArgs delivery, string messageId, byte[] body,
@@ -187,6 +222,21 @@ public sealed partial class AckingConsumer : IAsyncDisposable
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
+            return;
+        }
+        catch (PublishRejectedException ex)
+        {
+            // The dead-letter queue refused it: keep the message where it is and try again later.
+            LogDeadLetterFailed(_logger, ex, messageId);
+            try
+            {
+                await Task.Delay(_connections.Options.RetryDelay, cancellationToken);
+                await channel.BasicNackAsync(delivery.DeliveryTag, multiple: false, requeue: true, cancellationToken);
+            }
+            catch (Exception nackError) when (ConfirmedPublisher.IsConnectionFailure(nackError) || nackError is OperationCanceledException)
+            {
+                // The channel is gone: the broker requeues the message by itself.
+            }
             return;
         }
         MessagingTelemetry.DeadLettered.Add(1);
@@ -260,6 +310,9 @@ public sealed partial class AckingConsumer : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Message {MessageId} from {Queue} failed (delivery {Delivery}); returning it to the queue")]
     private static partial void LogTransientFailure(ILogger logger, Exception exception, string messageId, string queue, long delivery);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Dead-lettering {MessageId} failed; returning it to the queue")]
+    private static partial void LogDeadLetterFailed(ILogger logger, Exception exception, string messageId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Ack of {MessageId} lost ({Reason}); the redelivery will be deduplicated")]
     private static partial void LogAckLost(ILogger logger, string messageId, string reason);

@@ -20,6 +20,13 @@ public sealed class MessagingOptions : IValidatableObject
     [Range(1, 65535)]
     public int Prefetch { get; set; } = 4;
 
+    /// <summary>
+    /// Deliveries one consumer handles at once. Above 1, a handler waiting for its downstream
+    /// confirm does not hold back the next delivery (acks stay per message). At most Prefetch.
+    /// </summary>
+    [Range(1, 64)]
+    public int ConsumerConcurrency { get; set; } = 1;
+
     /// <summary>Bound on unconfirmed publishes per channel; a publisher beyond it waits.</summary>
     [Range(1, 65536)]
     public int MaxOutstandingConfirms { get; set; } = 64;
@@ -57,6 +64,10 @@ public sealed class MessagingOptions : IValidatableObject
             && (!System.Uri.TryCreate(Uri, UriKind.Absolute, out var parsed) || (parsed.Scheme != "amqp" && parsed.Scheme != "amqps")))
         {
             yield return new ValidationResult("must be an absolute amqp:// or amqps:// URI.", [nameof(Uri)]);
+        }
+        if (ConsumerConcurrency > Prefetch)
+        {
+            yield return new ValidationResult($"must not exceed Prefetch ({Prefetch}): deliveries beyond the prefetch never arrive.", [nameof(ConsumerConcurrency)]);
         }
     }
 }

@@ -91,6 +91,22 @@ public sealed class PairDatasetTests(RealImages images) : IClassFixture<RealImag
     }
 
     [Fact]
+    public void Caption_attributes_describe_their_own_image()
+    {
+        var data = Build(new DataOptions { Seed = 4 });
+        Assert.All(data.TestPairs, p =>
+        {
+            var (label, brightness, size) = Captions.Attributes(p.Tokens);
+            var image = data.Test.Image(p.ImageIndex);
+            Assert.Equal(p.Label, label);
+            Assert.True(brightness < 0 || brightness == Captions.BrightnessBucket(image));
+            Assert.True(size < 0 || size == Captions.SizeBucket(image));
+        });
+        Assert.Contains(data.TestPairs, p => Captions.Attributes(p.Tokens).Brightness < 0);
+        Assert.Contains(data.TestPairs, p => Captions.Attributes(p.Tokens).Size >= 0);
+    }
+
+    [Fact]
     public void Bad_options_name_the_setting()
     {
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => Build(new DataOptions { SwappedShare = 1.5 }));

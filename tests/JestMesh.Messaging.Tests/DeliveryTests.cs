@@ -112,6 +112,37 @@ public sealed class DeliveryTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Concurrent_deliveries_of_one_id_have_one_effect_and_do_not_block_other_ids()
+    {
+        var options = _broker.Options(TestNames.Unique("concurrent"));
+        options.Prefetch = 4;
+        options.ConsumerConcurrency = 4;
+        await using var client = new BrokerClient(options);
+        await client.Connections.DeclareTopologyAsync(CancellationToken.None);
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var effects = new ConcurrentQueue<string>();
+        var consumer = client.NewConsumer();
+        await consumer.StartAsync(client.Topology.Scored, async (message, _) =>
+        {
+            if (message.MessageId == "x")
+            {
+                await gate.Task;
+            }
+            effects.Enqueue(message.MessageId);
+        }, CancellationToken.None);
+
+        foreach (var id in new[] { "x", "x", "x", "y" })
+        {
+            await client.Publisher.PublishAsync(OutgoingMessage.ToQueue(client.Topology.Scored, id, new byte[] { 1 }), CancellationToken.None);
+        }
+        await Eventually.WaitUntilAsync(() => effects.Contains("y"), Deadline, "y handled while x is still in its handler");
+        gate.SetResult();
+        await Eventually.WaitUntilAsync(() => consumer.DuplicatesDropped == 2 && effects.Count >= 2, Deadline, "the two extra x deliveries dropped as duplicates");
+
+        Assert.Equal(["x", "y"], effects.Order());
+    }
+
+    [Fact]
     public async Task Full_input_queue_rejects_publishes_so_the_producer_feels_backpressure()
     {
         const int maxLength = 3;

@@ -71,6 +71,20 @@ public sealed class TestBroker : IAsyncDisposable
     /// <summary>rabbitmqctl start_app (returns once the application runs).</summary>
     public Task StartAppAsync() => RunAsync(_script, _port, "ctl", _directory, "start_app");
 
+    /// <summary>
+    /// Closes, from the broker's side, the client connection whose local port is <paramref name="clientPort"/>
+    /// (what the broker sees when a process dies: its unacked deliveries go back to the queue).
+    /// </summary>
+    public async Task CloseConnectionAsync(int clientPort, string reason)
+    {
+        var listing = await RunAsync(_script, _port, "ctl", _directory, "list_connections", "pid", "peer_port", "-q", "--no-table-headers");
+        var pid = listing.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(line => line.Split('\t', StringSplitOptions.TrimEntries))
+            .FirstOrDefault(columns => columns.Length == 2 && columns[1] == clientPort.ToString(System.Globalization.CultureInfo.InvariantCulture))?[0]
+            ?? throw new InvalidOperationException($"No broker connection from client port {clientPort}; connections:\n{listing}");
+        await RunAsync(_script, _port, "ctl", _directory, "close_connection", pid, reason);
+    }
+
     private static string Script()
     {
         var script = Environment.GetEnvironmentVariable("JESTMESH_TEST_BROKER_SCRIPT");

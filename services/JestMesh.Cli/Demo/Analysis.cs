@@ -1,53 +1,23 @@
 namespace JestMesh.Cli.Demo;
 
 /// <summary>
-/// "Steps to match uniform" as the models issue defines it, so that flat, noisy curves cannot fake a
-/// speed-up: uniform's final accuracy is the mean of its last three evaluations; a run reaches it at the
-/// first evaluation where the mean of three consecutive evaluations (that one and the two before) is at
-/// least that; speed-up = T / that step.
+/// "Steps to match uniform" exactly as the in-process experiment defines it (<see cref="InProcess.SpeedUp"/>, the
+/// models issue): uniform's final accuracy is the mean of its last three evaluations; a run reaches it at the first
+/// evaluation where the mean of three consecutive evaluations is at least that; speed-up = T / that step.
 /// </summary>
 internal static class MatchUniform
 {
-    public const int Window = 3;
+    public const int Window = InProcess.SpeedUp.Window;
 
-    public static double Target(IReadOnlyList<EvalRow> uniform)
-    {
-        ArgumentNullException.ThrowIfNull(uniform);
-        if (uniform.Count < Window)
-        {
-            throw new ArgumentException($"the uniform run has {uniform.Count} evaluations; matching needs at least {Window}.", nameof(uniform));
-        }
-
-        double sum = 0;
-        for (var i = uniform.Count - Window; i < uniform.Count; i++)
-        {
-            sum += uniform[i].ZeroShotAcc;
-        }
-
-        return sum / Window;
-    }
+    public static double Target(IReadOnlyList<EvalRow> uniform) => InProcess.SpeedUp.Target(Points(uniform));
 
     /// <summary>The step at which <paramref name="run"/> reaches <paramref name="target"/>, or null if it never does.</summary>
-    public static int? Step(IReadOnlyList<EvalRow> run, double target)
+    public static int? Step(IReadOnlyList<EvalRow> run, double target) => InProcess.SpeedUp.ReachStep(Points(run), target);
+
+    private static List<InProcess.EvalPoint> Points(IReadOnlyList<EvalRow> evals)
     {
-        ArgumentNullException.ThrowIfNull(run);
-        for (var k = Window - 1; k < run.Count; k++)
-        {
-            double sum = 0;
-            for (var j = k - Window + 1; j <= k; j++)
-            {
-                sum += run[j].ZeroShotAcc;
-            }
-
-            // The same summation as Target, so uniform reaches its own target at its last evaluation at
-            // the latest; the tolerance only absorbs rounding of a different summation order.
-            if (sum / Window >= target - 1e-12)
-            {
-                return run[k].Step;
-            }
-        }
-
-        return null;
+        ArgumentNullException.ThrowIfNull(evals);
+        return evals.Select(e => new InProcess.EvalPoint(e.Step, e.ZeroShotAcc, e.RAt1, double.NaN)).ToList();
     }
 }
 

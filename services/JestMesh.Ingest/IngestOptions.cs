@@ -1,0 +1,58 @@
+using System.ComponentModel.DataAnnotations;
+using JestMesh.Data;
+
+namespace JestMesh.Ingest;
+
+/// <summary>What Ingest publishes (configuration section "Ingest").</summary>
+public sealed class IngestOptions
+{
+    public const string SectionName = "Ingest";
+
+    /// <summary>The job (training run) the super-batches belong to.</summary>
+    [Required]
+    [RegularExpression("^[A-Za-z0-9_.-]{1,100}$")]
+    public string Job { get; set; } = "";
+
+    /// <summary>Examples per super-batch (N). A last partial super-batch is not published.</summary>
+    [Range(1, 65536)]
+    public int SuperBatchSize { get; set; } = 640;
+
+    /// <summary>Stop after this many super-batches (0 = every full super-batch of every epoch).</summary>
+    [Range(0, int.MaxValue)]
+    public int MaxSuperBatches { get; set; }
+
+    /// <summary>Passes over the pool; epoch 0 keeps pool order, later epochs are shuffled with the data seed.</summary>
+    [Range(1, 10_000)]
+    public int Epochs { get; set; } = 1;
+
+    /// <summary>After the broker refused a publish (queue full), resume once at most this many are ready (0 = half the queue limit).</summary>
+    [Range(0, int.MaxValue)]
+    public int ResumeBelow { get; set; }
+
+    /// <summary>Start publishing when the host starts (the hosted service); false leaves it to `./jestmesh ingest`.</summary>
+    public bool RunOnStart { get; set; } = true;
+
+    [Range(0, int.MaxValue)]
+    public int DataSeed { get; set; }
+
+    [Range(0.0, 1.0)]
+    public double SwappedShare { get; set; } = 0.7;
+
+    [Range(10, 60_000)]
+    public int CuratedSize { get; set; } = 3000;
+
+    [Range(0.0, 1.0)]
+    public double DuplicateShare { get; set; }
+
+    [Required]
+    public string DataDirectory { get; set; } = FashionMnist.DefaultDirectory;
+
+    public DataOptions ToDataOptions() => new()
+    {
+        Seed = DataSeed,
+        SwappedShare = SwappedShare,
+        CuratedSize = CuratedSize,
+        DuplicateShare = DuplicateShare,
+        Directory = DataDirectory,
+    };
+}

@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Google.Protobuf;
+using JestMesh.Data;
+using JestMesh.Messaging;
+using JestMesh.Protos.V1;
+using Microsoft.Extensions.Options;
+
+namespace JestMesh.Ingest;
+
+/// <summary>Outcome of one ingest run.</summary>
+public sealed record IngestResult(int SuperBatches, long Examples, int BackpressureWaits, IReadOnlyList<long> ExampleIds);
+
+/// <summary>
+/// Publishes a job's super-batches to jestmesh.superbatches, each confirmed before the next. When
+/// the bounded queue refuses a publish, it waits until the queue has drained below a threshold and
+/// publishes the same super-batch again (same message id), so nothing is skipped or doubled.
+/// </summary>
+public sealed partial class IngestRunner
+{
+    public const string TelemetryName = "JestMesh.Ingest";
+    public static readonly ActivitySource Source = new(TelemetryName);
+    private static readonly Meter Meter = new(TelemetryName);
+    private static readonly Counter<long> Published = Meter.CreateCounter<long>("jestmesh.ingest.superbatches", "{superbatch}", "Super-batches published and confirmed.");
+    private static readonly Counter<long> Waits = Meter.CreateCounter<long>("jestmesh.ingest.backpressure_waits", "{wait}", "Times the input queue was full.");
+
+    private readonly BrokerConnections _connections;
+    private readonly ConfirmedPublisher _publisher;
+    private readonly IngestOptions _options;
+    private readonly ILogger<IngestRunner> _logger;
+
+    public IngestRunner(BrokerConnections connections, ConfirmedPublisher publisher, IOptions<IngestOptions> options, ILogger<IngestRunner> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _connections = connections;
+        _publisher = publisher;
+        _options = options.Value;
+        _logger = logger;
+    }
+
+    /// <summary>Ready messages at or below which a refused publisher resumes.</summary>
+    public int ResumeBelow => _options.ResumeBelow > 0 ? _options.ResumeBelow : Math.Max(0, _connections.Options.InputQueueMaxLength / 2);
+
+    public async Task<IngestResult> RunAsync(PairDataset data, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        await _connections.DeclareTopologyAsync(cancellationToken);
+        var queue = _connections.Topology.SuperBatches;
+        var ids = new List<long>();
+        var sequence = 0L;
+        var waits = 0;
+        foreach (var positions in SuperBatchBuilder.Plan(data.Pool.Count, _options))
+        {
+            var batch = SuperBatchBuilder.Build(data, _options.Job, sequence, positions);
+            using (var activity = Source.StartActivity("ingest.publish", ActivityKind.Internal))
+            {
+                activity?.SetTag("jestmesh.job", _options.Job);
+                activity?.SetTag("jestmesh.superbatch.id", batch.Id);
+                activity?.SetTag("jestmesh.superbatch.sequence", sequence);
+                activity?.SetTag("jestmesh.superbatch.size", batch.Examples.Count);
+                var message = new OutgoingMessage("", queue, batch.Id, batch.ToByteArray()) { Type = SuperBatch.Descriptor.FullName };
+                while (true)
+                {
+                    try
+                    {
+                        await _publisher.PublishAsync(message, cancellationToken);
+                        break;
+                    }
+                    catch (PublishRejectedException)
+                    {
+                        waits++;
+                        Waits.Add(1);
+                        activity?.AddEvent(new ActivityEvent("backpressure"));
+                        LogQueueFull(_logger, queue, batch.Id, ResumeBelow);
+                        await WaitForDrainAsync(queue, cancellationToken);
+                    }
+                }
+            }
+            Published.Add(1);
+            foreach (var example in batch.Examples)
+            {
+                ids.Add(example.Id);
+            }
+            sequence++;
+        }
+        LogDone(_logger, _options.Job, sequence, ids.Count, waits);
+        return new IngestResult((int)sequence, ids.Count, waits, ids);
+    }
+
+    private async Task WaitForDrainAsync(string queue, CancellationToken cancellationToken)
+    {
+        var resumeBelow = ResumeBelow;
+        while (true)
+        {
+            try
+            {
+                if (await _connections.ReadyCountAsync(queue, cancellationToken) <= resumeBelow)
+                {
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.AlreadyClosedException or RabbitMQ.Client.Exceptions.OperationInterruptedException)
+            {
+                // Broker restarting: keep waiting; the connection recovers by itself.
+            }
+            await Task.Delay(_connections.Options.RecoveryInterval / 4, cancellationToken);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Queue} is full: holding super-batch {SuperBatchId} until at most {ResumeBelow} are waiting")]
+    private static partial void LogQueueFull(ILogger logger, string queue, string superBatchId, int resumeBelow);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {Job}: published {SuperBatches} super-batches ({Examples} examples), {Waits} backpressure waits")]
+    private static partial void LogDone(ILogger logger, string job, long superBatches, int examples, int waits);
+}

@@ -1,0 +1,40 @@
+using JestMesh.Data;
+using Microsoft.Extensions.Options;
+
+namespace JestMesh.Ingest;
+
+/// <summary>Runs one ingest pass when the host starts (Ingest:RunOnStart), then stays up for probes.</summary>
+public sealed partial class IngestWorker(IngestRunner runner, IOptions<IngestOptions> options, ILogger<IngestWorker> logger) : BackgroundService
+{
+    /// <summary>Completes with the result of the run (tests and the CLI wait on it).</summary>
+    public Task<IngestResult> Completion => _completion.Task;
+
+    private readonly TaskCompletionSource<IngestResult> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!options.Value.RunOnStart)
+        {
+            return;
+        }
+        try
+        {
+            // Loading and captioning 60k images is CPU work: keep it off the host's start path.
+            var data = await Task.Run(() => PairDataset.Build(options.Value.ToDataOptions()), stoppingToken);
+            _completion.TrySetResult(await runner.RunAsync(data, stoppingToken));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            _completion.TrySetCanceled(stoppingToken);
+        }
+        catch (Exception ex)
+        {
+            LogFailed(logger, ex);
+            _completion.TrySetException(ex);
+            throw;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Ingest failed")]
+    private static partial void LogFailed(ILogger logger, Exception exception);
+}

@@ -1,0 +1,32 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace JestMesh.Scoring;
+
+/// <summary>Reference model, device and cache of the Scoring service (configuration section "Scoring").</summary>
+public sealed class ScoringOptions
+{
+    public const string SectionName = "Scoring";
+
+    /// <summary>Directory of the reference checkpoint (model.bin + metadata.json, SHA-256 verified on load).</summary>
+    [Required]
+    public string ReferenceDirectory { get; set; } = "";
+
+    /// <summary>auto (CUDA when TorchSharp finds a GPU, else CPU), cpu, cuda or cuda:N.</summary>
+    [Required]
+    [RegularExpression("^(auto|cpu|cuda(:[0-9]+)?)$")]
+    public string Device { get; set; } = "auto";
+
+    /// <summary>Examples per forward pass of the reference model.</summary>
+    [Range(1, 65536)]
+    public int BatchSize { get; set; } = 512;
+
+    /// <summary>Examples whose embeddings are kept in memory (0 disables the cache).</summary>
+    [Range(0, 50_000_000)]
+    public int CacheCapacity { get; set; } = 131_072;
+
+    /// <summary>File the cache is loaded from at start and saved to at stop (empty: not persisted).</summary>
+    public string CachePath { get; set; } = "";
+
+    /// <summary>Refuse super-batches whose data fingerprint differs (empty: accept any).</summary>
+    public string ExpectedDataFingerprint { get; set; } = "";
+}

@@ -1,0 +1,79 @@
+using System.Text.Json;
+using JestMesh.Cli.InProcess;
+using JestMesh.Curation;
+using JestMesh.Data;
+using JestMesh.Models;
+using static TorchSharp.torch;
+
+namespace JestMesh.Cli.Tests;
+
+/// <summary>TorchSharp tests of this project share one collection: the native runtime is not parallel-safe.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TorchCollection
+{
+    public const string Name = "TorchSharp";
+}
+
+[Collection(TorchCollection.Name)]
+public sealed class LearnerLoopTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("jestmesh-loop-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void Reference_trained_on_other_data_is_refused_with_both_settings()
+    {
+        var reference = SaveReference(new DataOptions { Seed = 1 });
+        var settings = Settings(SelectionPolicy.Learnability, reference, new DataOptions { Seed = 2 });
+        var e = Assert.Throws<InvalidOperationException>(() => LearnerLoop.Run(settings));
+        Assert.Contains("data-seed=1", e.Message, StringComparison.Ordinal);
+        Assert.Contains("data-seed=2", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_short_jest_run_writes_the_metrics_the_issue_specifies()
+    {
+        var data = new DataOptions { Seed = 3 };
+        var reference = SaveReference(data);
+        var settings = Settings(SelectionPolicy.Learnability, reference, data);
+        var m = LearnerLoop.Run(settings);
+        JsonFiles.Write(Path.Combine(settings.Out, "metrics.json"), m);
+
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(settings.Out, "metrics.json")));
+        var root = doc.RootElement;
+        var evals = root.GetProperty("eval").EnumerateArray().ToArray();
+        Assert.Equal(new[] { 2, 4 }, evals.Select(e => e.GetProperty("step").GetInt32()));
+        Assert.All(evals, e => Assert.InRange(e.GetProperty("zero_shot_acc").GetDouble(), 0, 1));
+        Assert.All(evals, e => Assert.InRange(e.GetProperty("r_at_1").GetDouble(), 0, 1));
+        Assert.Equal(4, root.GetProperty("step_wall_ms").GetArrayLength());
+        var shares = root.GetProperty("swapped_share").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+        Assert.Equal(4, shares.Length);
+        Assert.All(shares, s => Assert.InRange(s, 0, 1));
+        Assert.Equal(2, root.GetProperty("swapped_share_over_time").GetArrayLength());
+        Assert.Equal(4, root.GetProperty("mean_chunk_entropy").GetArrayLength());
+    }
+
+    private LearnerSettings Settings(SelectionPolicy policy, string reference, DataOptions data) => new()
+    {
+        Policy = policy,
+        BatchSize = 16,
+        Chunks = 4,
+        Steps = 4,
+        EvalEvery = 2,
+        Data = data,
+        Reference = reference,
+        Out = Path.Combine(_dir, "run"),
+    };
+
+    // An untrained model stands in for the reference: these tests check the loop's plumbing, not learning.
+    private string SaveReference(DataOptions data)
+    {
+        var dataset = PairDataset.Build(data);
+        manual_seed(0);
+        using var model = SiglipModel.Create(new ModelConfig(), CPU);
+        var dir = Path.Combine(_dir, "ref");
+        ModelCheckpoint.Save(dir, model, new CheckpointMetadata { DataFingerprint = dataset.Fingerprint, DataSeed = data.Seed, SwappedShare = data.SwappedShare, CuratedSize = data.CuratedSize });
+        return dir;
+    }
+}

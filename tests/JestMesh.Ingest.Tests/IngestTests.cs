@@ -1,0 +1,97 @@
+using System.Collections.Concurrent;
+using JestMesh.Data;
+using JestMesh.Protos.V1;
+using JestMesh.TestKit;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace JestMesh.Ingest.Tests;
+
+/// <summary>The real pairs, built once for the class.</summary>
+public sealed class RealPairs
+{
+    public PairDataset Data { get; } = PairDataset.Build(new DataOptions { Seed = 3 });
+}
+
+public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(2);
+
+    [Fact]
+    public async Task Ingest_stops_when_the_queue_is_full_and_resumes_when_it_drains_without_skipping_or_doubling()
+    {
+        var options = TestBroker.Shared().Options(TestNames.Unique("ingest-bp"));
+        options.InputQueueMaxLength = 2;
+        await using var client = new BrokerClient(options);
+        var ingestOptions = new IngestOptions { Job = "bp", SuperBatchSize = 100, MaxSuperBatches = 8, ResumeBelow = 0 };
+        var runner = new IngestRunner(client.Connections, client.Publisher, Options.Create(ingestOptions), NullLogger<IngestRunner>.Instance);
+
+        var run = runner.RunAsync(pairs.Data, CancellationToken.None);
+        // With nobody consuming, the publisher must stall at the queue's limit.
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            try
+            {
+                return await client.Connections.ReadyCountAsync(client.Topology.SuperBatches, CancellationToken.None) >= 2;
+            }
+            catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
+            {
+                return false; // queue not declared yet
+            }
+        }, Deadline, "the input queue to fill up");
+        var stalledAt = await client.Connections.ReadyCountAsync(client.Topology.SuperBatches, CancellationToken.None);
+        Assert.False(run.IsCompleted, "ingest stalls while the queue is full");
+        Assert.InRange(stalledAt, 2u, 3u);
+
+        var received = new ConcurrentQueue<SuperBatch>();
+        var drain = client.NewConsumer();
+        await drain.StartAsync(client.Topology.SuperBatches, (message, _) =>
+        {
+            received.Enqueue(SuperBatch.Parser.ParseFrom(message.Body.Span));
+            return Task.CompletedTask;
+        }, CancellationToken.None);
+        var result = await run.Within(Deadline, "ingest to finish once the queue drains");
+        await Eventually.WaitUntilAsync(() => received.Count == 8, Deadline, "all 8 super-batches at the consumer");
+
+        Assert.True(result.BackpressureWaits >= 1, "the broker refused at least one publish");
+        Assert.Equal(Enumerable.Range(0, 8).Select(i => (long)i), received.Select(b => b.Sequence).Order());
+        Assert.Equal(pairs.Data.Pool.Take(800).Select(p => p.Id), received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
+        Assert.Equal(result.ExampleIds, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
+    }
+
+    [Fact]
+    public void Super_batches_carry_pool_pairs_faithfully()
+    {
+        var data = pairs.Data;
+        var batch = SuperBatchBuilder.Build(data, "job", 5, [0, 1, 2]);
+
+        Assert.Equal("job/5", batch.Id);
+        Assert.Equal(data.Fingerprint, batch.DataFingerprint);
+        for (var i = 0; i < 3; i++)
+        {
+            var pair = data.Pool[i];
+            var example = batch.Examples[i];
+            Assert.Equal(pair.Id, example.Id);
+            Assert.Equal(data.Train.Image(pair.ImageIndex).ToArray(), example.Image.ToByteArray());
+            Assert.Equal(pair.Tokens.Where(t => t != Captions.PadToken), example.CaptionTokens);
+            Assert.Equal(pair.Label, example.Label);
+            Assert.Equal(pair.Kind.ToString(), example.GroundTruth.ToString());
+        }
+        batch.Validate(Captions.VocabularySize, Captions.MaxTokens);
+    }
+
+    [Fact]
+    public void Plan_covers_each_epoch_once_and_stops_at_the_limit()
+    {
+        var plan = SuperBatchBuilder.Plan(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2 }).ToList();
+        var limited = SuperBatchBuilder.Plan(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2, MaxSuperBatches = 4 }).Count();
+
+        Assert.Equal(6, plan.Count);
+        Assert.Equal(900, plan.Take(3).SelectMany(p => p).Distinct().Count());
+        Assert.Equal(Enumerable.Range(0, 900), plan.Take(3).SelectMany(p => p));
+        Assert.Equal(900, plan.Skip(3).SelectMany(p => p).Distinct().Count());
+        Assert.NotEqual(plan[0], plan[3]);
+        Assert.Equal(4, limited);
+        Assert.Throws<ArgumentException>(() => SuperBatchBuilder.Plan(10, new IngestOptions { Job = "j", SuperBatchSize = 11 }).ToList());
+    }
+}
