@@ -79,7 +79,7 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
             var results = ResultsBuilder.Build(runs, StageTimings(spans), stageSource);
             var settings = _plan.Describe().Append($"reference: {reference} (SHA-256 {ReferenceCheckpoint.Sha256(reference)[..16]}…)")
                 .Append($"wall time of the whole demo: {clock.Elapsed.TotalMinutes:0.0} min").ToList();
-            ReportWriter.Write(_out, results, runs, new ReportContext(mode, !inProcess, settings));
+            ReportWriter.Write(_out, results, runs, new ReportContext(mode, !inProcess, settings) { SpeedUpTarget = _plan.Quick ? 2 : 4 });
             PrintSummary(results);
             return results.Accounting.Balances ? 0 : 3;
         }

@@ -151,7 +151,13 @@ public sealed class ReportWriterTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "jestmesh-report-" + Guid.NewGuid().ToString("N"));
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir))
+        {
+            Directory.Delete(_dir, recursive: true);
+        }
+    }
 
     [Fact]
     public void Results_json_has_exactly_the_issue_schema()
@@ -194,6 +200,16 @@ public sealed class ReportWriterTests : IDisposable
             Assert.True(bytes.Length > 1000, png);
             Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], bytes[..4]);
         }
+    }
+
+    [Fact]
+    public void Report_states_whether_JEST_meets_the_issue_targets()
+    {
+        var runs = ResultsBuilderTests.Sample();
+        var results = ResultsBuilder.Build(runs, [], "none");
+        var md = ReportWriter.Markdown(results, new ReportContext("test", true, []) { SpeedUpTarget = 4 }, []);
+        Assert.Contains("JEST f=0.8: speed-up 1.50× (target ≥ 4×: **not met**); final +7.00 points against uniform (target ≥ +2: met).", md, StringComparison.Ordinal);
+        Assert.Contains("Ranking by final zero-shot accuracy: JEST f=0.8 > uniform > learnability-independent f=0.8.", md, StringComparison.Ordinal);
     }
 
     private sealed class RunResultComparer : IEqualityComparer<RunResult>
