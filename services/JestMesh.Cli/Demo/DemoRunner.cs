@@ -169,10 +169,7 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
             ["Scoring__CachePath"] = cache,
         });
         _selectionPort = Repo.FreePort();
-        // One candidate ahead: Selection sends candidate k+1 right after batch k, so the learner finds it waiting when its
-        // step ends either way; with two ahead, Curate waits for a candidate past the job's last one before it reads the
-        // scores of the last, and a job of exactly T super-batches never gets its last batch.
-        Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = _apiKey, ["Selection__LogStream"] = LogStream, ["Selection__CandidatesAhead"] = "1" }, _selectionPort);
+        Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = _apiKey, ["Selection__LogStream"] = LogStream }, _selectionPort);
         await WaitUntilAsync("Scoring consumes super-batches", async ct => await _probe.DepthAsync(Prefix + ".superbatches", ct) is { Consumers: > 0 }, cancellationToken);
         await WaitUntilAsync("Selection serves gRPC and has its batch log", async ct =>
             await Repo.PortOpenAsync(_selectionPort, ct) && await _probe.DepthAsync(LogStream, ct) is not null, cancellationToken);

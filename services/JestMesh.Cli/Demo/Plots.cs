@@ -95,7 +95,8 @@ internal static class Plots
         using var plot = new Plot();
         draw(plot);
         plot.Title(title);
-        plot.ShowLegend(Alignment.LowerRight);
+        // Outside the data area: the curves never hide behind it.
+        plot.ShowLegend(Edge.Right);
         plot.SavePng(Path.Combine(directory, file), Width, Height);
         written.Add((file, title));
     }
