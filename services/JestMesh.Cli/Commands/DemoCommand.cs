@@ -33,6 +33,12 @@ internal static class DemoCommand
                 }
 
                 var plan = DemoPlan.Create(parse.GetValue(quick), parse.GetValue(f05), parse.GetValue(steps), parse.GetValue(evalEvery));
+                if (parse.GetValue(inproc))
+                {
+                    // `train --inproc` always evaluates on the whole test set.
+                    plan = plan with { EvalLimit = 0 };
+                }
+
                 var options = new DemoOptions
                 {
                     Plan = plan,
