@@ -8,6 +8,7 @@ internal static class CommandCatalog
     public static IEnumerable<Command> All()
     {
         // One line per command; each lives in Commands/<Name>Command.cs.
+        yield return Commands.BenchSelectionCommand.Create();
         yield return Commands.SelectCommand.Create();
         yield return Commands.DemoCommand.Create();
         yield return Commands.ReferenceCommand.Create();

@@ -112,7 +112,10 @@ public sealed partial class BrokerConnections : IAsyncDisposable
                 var connection = await factory.CreateConnectionAsync(cancellationToken);
                 connection.ConnectionShutdownAsync += (_, args) =>
                 {
-                    LogConnectionLost(_logger, role, args.ReplyText);
+                    if (args.Initiator != ShutdownInitiator.Application)
+                    {
+                        LogConnectionLost(_logger, role, args.ReplyText);
+                    }
                     return Task.CompletedTask;
                 };
                 connection.RecoverySucceededAsync += (_, _) =>

@@ -96,5 +96,16 @@ public sealed class ModelTrainer : IDisposable
         return value.item<float>();
     }
 
+    /// <summary>Writes the optimiser's state (AdamW moments and step counts) to <paramref name="path"/>.</summary>
+    public void SaveState(string path) => _optimizer.save_state_dict(path);
+
+    /// <summary>Restores the optimiser's state written by <see cref="SaveState"/> and the step count, so training resumes exactly.</summary>
+    public void LoadState(string path, int step)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(step);
+        _optimizer.load_state_dict(path);
+        Step = step;
+    }
+
     public void Dispose() => _optimizer.Dispose();
 }

@@ -34,8 +34,10 @@ public static class ValidatedOptions
             // The validator skips IValidatableObject once a property failed; report every bad setting at once.
             results.AddRange(validatable.Validate(context));
         }
+        // Distinct: when no property failed, the validator already ran IValidatableObject itself.
         return results
             .Select(r => $"{sectionName}:{string.Join(",", r.MemberNames.DefaultIfEmpty("?"))}: {r.ErrorMessage}")
+            .Distinct(StringComparer.Ordinal)
             .ToList();
     }
 

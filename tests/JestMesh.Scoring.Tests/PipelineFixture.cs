@@ -100,9 +100,12 @@ public sealed class PipelineFixture : IDisposable
         return (app, app.Services.GetRequiredService<IngestWorker>());
     }
 
+    private static readonly Lazy<string> EmptyContentRoot = new(() => Directory.CreateTempSubdirectory("jestmesh-host-root-").FullName);
+
     private static WebApplicationBuilder HostBuilder(string name, Dictionary<string, string?> settings)
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = name, EnvironmentName = "Testing" });
+        // An empty content root: the hosts' appsettings.json files (copied next to the tests) must not leak in.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = name, EnvironmentName = "Testing", ContentRootPath = EmptyContentRoot.Value });
         builder.WebHost.UseTestServer();
         builder.Configuration.AddInMemoryCollection(settings);
         return builder;
@@ -120,5 +123,9 @@ public sealed class PipelineFixture : IDisposable
     {
         Reference.Dispose();
         Directory.Delete(CheckpointDirectory, recursive: true);
+        if (EmptyContentRoot.IsValueCreated)
+        {
+            Directory.Delete(EmptyContentRoot.Value, recursive: true);
+        }
     }
 }

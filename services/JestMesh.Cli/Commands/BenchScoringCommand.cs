@@ -85,6 +85,7 @@ internal static class BenchScoringCommand
             // CPU seconds of this process: on a shared 2-core machine the broker (another process)
             // competes with the model for the same cores; in a cluster it runs elsewhere.
             var modelCpu = new List<double>();
+            var gathers = new List<double>();
             var inProcessCpu = new List<double>();
             var brokerCpu = new List<double>();
             for (var round = 0; round < rounds; round++)
@@ -92,13 +93,17 @@ internal static class BenchScoringCommand
                 // 1. The model alone: the irreducible cost of a cold super-batch.
                 Settle();
                 var cpu = Cpu();
+                var gatherSeconds = 0.0;
                 var clock = Stopwatch.StartNew();
                 foreach (var batch in batches)
                 {
+                    var gather = Stopwatch.StartNew();
                     var (pixels, tokens) = Inputs(batch);
+                    gatherSeconds += gather.Elapsed.TotalSeconds;
                     await embedder.EmbedAsync(pixels, n, tokens);
                 }
                 modelOnly.Add(clock.Elapsed.TotalSeconds);
+                gathers.Add(gatherSeconds);
                 modelCpu.Add(Cpu() - cpu);
 
                 // 2. Scoring's whole in-process path, cold (fresh cache): parse the published bytes,
@@ -164,6 +169,11 @@ internal static class BenchScoringCommand
                 ["cold_in_process_examples_per_s"] = Rates(examples, inProcessCold),
                 ["protobuf_ms_per_superbatch"] = Median(protobuf) * 1000 / superBatches,
                 ["protobuf_fraction_of_model"] = Median(protobuf) / Median(modelOnly),
+                ["gather_inputs_ms_per_superbatch"] = Median(gathers) * 1000 / superBatches,
+                // Everything Scoring does besides the model, each part timed on its own (low noise):
+                // protobuf on both sides, gathering model inputs, and the scatter/cache/tensor work a
+                // warm super-batch consists of.
+                ["client_side_overhead_fraction_of_model"] = (Median(protobuf) + Median(gathers) + Median(warmScore)) / Median(modelOnly),
                 ["copies_and_protobuf_fraction_of_model"] = Median(inProcessCold) / Median(modelOnly) - 1,
                 ["model_only_cpu_s"] = Median(modelCpu),
                 ["cold_in_process_cpu_s"] = Median(inProcessCpu),

@@ -1,0 +1,96 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Google.Protobuf;
+using JestMesh.Messaging;
+using JestMesh.Protos.V1;
+using Microsoft.Extensions.Options;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+
+namespace JestMesh.Selection;
+
+/// <summary>
+/// The durable batch log: a RabbitMQ stream (append-only, replicated, readable from any offset or
+/// time by any number of readers, retained by age). Appends are confirmed publishes, so a record
+/// is on disk before the batch it describes is sent.
+/// </summary>
+public sealed class BatchLog
+{
+    private readonly BrokerConnections _connections;
+    private readonly ConfirmedPublisher _publisher;
+    private readonly SelectionOptions _options;
+
+    public BatchLog(BrokerConnections connections, ConfirmedPublisher publisher, IOptions<SelectionOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(connections);
+        ArgumentNullException.ThrowIfNull(options);
+        _connections = connections;
+        _publisher = publisher;
+        _options = options.Value;
+        Name = string.IsNullOrEmpty(_options.LogStream) ? $"{connections.Options.QueuePrefix}.selection.log" : _options.LogStream;
+    }
+
+    /// <summary>The stream's name.</summary>
+    public string Name { get; }
+
+    public async Task DeclareAsync(CancellationToken cancellationToken)
+    {
+        var connection = await _connections.PublishConnectionAsync(cancellationToken);
+        await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+        await channel.QueueDeclareAsync(Name, durable: true, exclusive: false, autoDelete: false,
+            arguments: new Dictionary<string, object?> { ["x-queue-type"] = "stream", ["x-max-age"] = _options.LogMaxAge },
+            cancellationToken: cancellationToken);
+    }
+
+    /// <summary>Appends one record and returns once the broker confirmed it (persisted).</summary>
+    public Task AppendAsync(SelectionLogRecord record, string messageId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        return _publisher.PublishAsync(
+            OutgoingMessage.ToQueue(Name, messageId, record.ToByteArray()) with { Type = SelectionLogRecord.Descriptor.FullName },
+            cancellationToken);
+    }
+
+    /// <summary>
+    /// Reads records from <paramref name="offset"/> ("first", a numeric offset or an
+    /// <see cref="AmqpTimestamp"/>) until the caller stops enumerating.
+    /// </summary>
+    public async IAsyncEnumerable<SelectionLogRecord> ReadAsync(object offset, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var connection = await _connections.ConsumeConnectionAsync(cancellationToken);
+        var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+        // Bounded: the consumer's dispatch waits for the reader, and the stream's credit (prefetch) stops the broker.
+        var records = Channel.CreateBounded<SelectionLogRecord>(new BoundedChannelOptions(64) { SingleReader = true, SingleWriter = true });
+        try
+        {
+            // Stream consumers need a prefetch: it is their flow-control credit.
+            await channel.BasicQosAsync(0, 64, global: false, cancellationToken);
+            var consumer = new AsyncEventingBasicConsumer(channel);
+            consumer.ReceivedAsync += async (_, delivery) =>
+            {
+                var record = SelectionLogRecord.Parser.ParseFrom(delivery.Body.Span);
+                await channel.BasicAckAsync(delivery.DeliveryTag, multiple: false, cancellationToken);
+                await records.Writer.WriteAsync(record, cancellationToken);
+            };
+            await channel.BasicConsumeAsync(Name, autoAck: false, consumerTag: "", noLocal: false, exclusive: false,
+                arguments: new Dictionary<string, object?> { ["x-stream-offset"] = offset }, consumer, cancellationToken);
+            while (true)
+            {
+                var record = await records.Reader.ReadAsync(cancellationToken);
+                yield return record;
+            }
+        }
+        finally
+        {
+            try
+            {
+                await channel.CloseAsync(CancellationToken.None);
+            }
+            catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.AlreadyClosedException or OperationCanceledException or IOException)
+            {
+                // Closed with its connection already.
+            }
+            await channel.DisposeAsync();
+        }
+    }
+}

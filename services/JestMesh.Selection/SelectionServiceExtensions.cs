@@ -1,0 +1,51 @@
+using JestMesh.Messaging;
+using JestMesh.ServiceDefaults;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace JestMesh.Selection;
+
+/// <summary>Wiring of the Selection service (eShop shape: Program.cs stays short).</summary>
+public static class SelectionServiceExtensions
+{
+    /// <summary>Options, broker, batch log, job feeds, the router, gRPC limits, keepalive and the API key.</summary>
+    public static IHostApplicationBuilder AddSelectionServices(this IHostApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var services = builder.Services;
+        services.AddValidatedOptions<MessagingOptions>(builder.Configuration, MessagingOptions.SectionName);
+        services.AddValidatedOptions<SelectionOptions>(builder.Configuration, SelectionOptions.SectionName);
+        services.AddJestMeshMessaging();
+        services.AddSingleton<BatchLog>();
+        services.AddSingleton<SessionStore>();
+        services.AddSingleton<JobFeeds>();
+        services.AddSingleton<ApiKeyInterceptor>();
+        services.AddHostedService<ScoredRouter>();
+        services.AddHealthChecks()
+            .AddReadinessCheck("batch-log", sp => sp.GetRequiredService<SessionStore>().IsLoaded, "the batch log is read back")
+            .AddReadinessCheck("broker", sp => sp.GetRequiredService<BrokerConnections>().IsHealthy, "the broker connections are open");
+
+        var selection = builder.Configuration.GetSection(SelectionOptions.SectionName).Get<SelectionOptions>() ?? new SelectionOptions();
+        services.AddGrpc(options =>
+        {
+            // Explicit limits on both directions: the default receive limit (4 MB) is too small for
+            // learner scores of a large super-batch, and an unlimited send is a memory hazard.
+            options.MaxReceiveMessageSize = selection.MaxReceiveMessageBytes;
+            options.MaxSendMessageSize = selection.MaxSendMessageBytes;
+            options.Interceptors.Add<ApiKeyInterceptor>();
+        });
+        services.Configure<KestrelServerOptions>(kestrel =>
+        {
+            kestrel.Limits.Http2.KeepAlivePingDelay = selection.KeepAlivePingDelay;
+            kestrel.Limits.Http2.KeepAlivePingTimeout = selection.KeepAlivePingTimeout;
+        });
+        return builder;
+    }
+
+    /// <summary>Maps the Curation service.</summary>
+    public static WebApplication MapSelection(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        app.MapGrpcService<CurationService>();
+        return app;
+    }
+}

@@ -1,0 +1,102 @@
+using System.ComponentModel.DataAnnotations;
+using JestMesh.Protos.V1;
+
+namespace JestMesh.Trainer;
+
+/// <summary>Settings of the trainer (configuration section "Trainer").</summary>
+public sealed class TrainerOptions : IValidatableObject
+{
+    public const string SectionName = "Trainer";
+
+    /// <summary>Address of the Selection service, e.g. http://selection:8080.</summary>
+    [Required]
+    public string SelectionAddress { get; set; } = "";
+
+    /// <summary>API key for the Selection service (from a Secret in k8s).</summary>
+    [Required]
+    [MinLength(16)]
+    public string ApiKey { get; set; } = "";
+
+    /// <summary>The job whose super-batches the trainer curates.</summary>
+    [Required]
+    [RegularExpression("^[A-Za-z0-9_.-]{1,100}$")]
+    public string Job { get; set; } = "";
+
+    public Policy Policy { get; set; } = Policy.Learnability;
+
+    [Range(0.0, 0.999)]
+    public double FilterRatio { get; set; } = 0.8;
+
+    [Range(1, 4096)]
+    public int Chunks { get; set; } = 16;
+
+    /// <summary>Sampling gain; 1 won the {1, 10, 100} sweep on this task (the in-process default too).</summary>
+    [Range(0.0, 1e6)]
+    public double Gain { get; set; } = 1;
+
+    public bool Greedy { get; set; }
+
+    /// <summary>Seed of the learner's initialisation and of the session's sampler.</summary>
+    public ulong Seed { get; set; }
+
+    /// <summary>Learner steps to train in all (one curated batch each).</summary>
+    [Range(1, 10_000_000)]
+    public int Steps { get; set; } = 1500;
+
+    [Range(1e-7, 1.0)]
+    public double LearningRate { get; set; } = 1e-3;
+
+    [Range(0, 1_000_000)]
+    public int WarmupSteps { get; set; } = 100;
+
+    /// <summary>Evaluate every K steps (0 = never).</summary>
+    [Range(0, 1_000_000)]
+    public int EvalEvery { get; set; } = 100;
+
+    /// <summary>Test pairs used per evaluation (0 = all 10,000).</summary>
+    [Range(0, 10_000)]
+    public int EvalLimit { get; set; }
+
+    /// <summary>Seed of the data options (the evaluation pairs).</summary>
+    public int DataSeed { get; set; }
+
+    /// <summary>Write a checkpoint every this many steps (and at the end).</summary>
+    [Range(1, 1_000_000)]
+    public int CheckpointEvery { get; set; } = 50;
+
+    [Required]
+    public string CheckpointDirectory { get; set; } = "";
+
+    /// <summary>gRPC message limits of the client (a candidate super-batch is the largest message).</summary>
+    [Range(64 * 1024, 1024 * 1024 * 1024)]
+    public int MaxMessageBytes { get; set; } = 64 * 1024 * 1024;
+
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan KeepAlivePingDelay { get; set; } = TimeSpan.FromSeconds(30);
+
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan KeepAlivePingTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>First reconnection delay; it grows exponentially (with jitter) up to ReconnectMaxDelay.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
+    public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
+    public TimeSpan ReconnectMaxDelay { get; set; } = TimeSpan.FromSeconds(10);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!Uri.TryCreate(SelectionAddress, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+        {
+            yield return new ValidationResult($"'{SelectionAddress}' must be an absolute http:// or https:// address.", [nameof(SelectionAddress)]);
+        }
+        if (Policy == Policy.Unspecified || !Enum.IsDefined(Policy))
+        {
+            yield return new ValidationResult("must be Learnability, HardLearner, EasyReference or Uniform.", [nameof(Policy)]);
+        }
+        if (ReconnectMaxDelay < ReconnectDelay)
+        {
+            yield return new ValidationResult("must be at least ReconnectDelay.", [nameof(ReconnectMaxDelay)]);
+        }
+    }
+}

@@ -1,0 +1,56 @@
+using Grpc.Net.Client;
+using JestMesh.Data;
+using JestMesh.Models;
+using JestMesh.ServiceDefaults;
+using Microsoft.Extensions.Options;
+
+namespace JestMesh.Trainer;
+
+/// <summary>Wiring of the trainer host.</summary>
+public static class TrainerServiceExtensions
+{
+    public static IHostApplicationBuilder AddTrainerServices(this IHostApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Services.AddValidatedOptions<TrainerOptions>(builder.Configuration, TrainerOptions.SectionName);
+        builder.Services.AddHostedService<TrainerWorker>();
+        return builder;
+    }
+
+    /// <summary>A gRPC channel to the Selection service with explicit message limits and HTTP/2 keepalive.</summary>
+    public static GrpcChannel CreateChannel(TrainerOptions options, HttpMessageHandler? handler = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return GrpcChannel.ForAddress(options.SelectionAddress, new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = options.MaxMessageBytes,
+            MaxSendMessageSize = options.MaxMessageBytes,
+            HttpHandler = handler ?? new SocketsHttpHandler
+            {
+                // Pings keep the long-lived stream's connection alive through proxies and notice a
+                // dead peer without waiting for TCP timeouts.
+                KeepAlivePingDelay = options.KeepAlivePingDelay,
+                KeepAlivePingTimeout = options.KeepAlivePingTimeout,
+                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+                EnableMultipleHttp2Connections = true,
+                ConnectTimeout = TimeSpan.FromSeconds(10),
+            },
+        });
+    }
+}
+
+/// <summary>Runs the trainer to its last step, then stops the host.</summary>
+public sealed class TrainerWorker(IOptions<TrainerOptions> options, IHostApplicationLifetime lifetime, ILogger<CuratedTrainer> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var settings = options.Value;
+        using var channel = TrainerServiceExtensions.CreateChannel(settings);
+        using var evaluator = settings.EvalEvery > 0
+            ? new Evaluator(PairDataset.Build(new DataOptions { Seed = settings.DataSeed }), settings.EvalLimit == 0 ? null : settings.EvalLimit)
+            : null;
+        using var trainer = new CuratedTrainer(settings, channel, evaluator, logger);
+        await trainer.RunAsync(stoppingToken);
+        lifetime.StopApplication();
+    }
+}

@@ -1,0 +1,34 @@
+using JestMesh.Protos.V1;
+using JestMesh.TestKit;
+
+namespace JestMesh.Selection.Tests;
+
+/// <summary>Publishing helpers shared by the tests.</summary>
+public static class TestData
+{
+    /// <summary>Makes and publishes super-batches [first, first+count) of <paramref name="job"/>.</summary>
+    public static async Task<List<ScoredSuperBatch>> PublishAsync(ScoredFeeder feeder, BrokerClient broker, string job, int count, int n, int first = 0)
+    {
+        ArgumentNullException.ThrowIfNull(feeder);
+        ArgumentNullException.ThrowIfNull(broker);
+        var batches = new List<ScoredSuperBatch>();
+        for (var i = first; i < first + count; i++)
+        {
+            var scored = feeder.Make(job, i, n);
+            await ScoredFeeder.PublishAsync(broker.Publisher, broker.Topology, scored);
+            batches.Add(scored);
+        }
+        return batches;
+    }
+
+    /// <summary>Every id of the super-batch is either selected or filtered, once.</summary>
+    public static void AssertPartition(CuratedBatch batch, ScoredSuperBatch source, int expectedBatchSize)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentNullException.ThrowIfNull(source);
+        Assert.Equal(source.Id, batch.SuperBatchId);
+        Assert.Equal(expectedBatchSize, batch.Examples.Count);
+        var all = batch.Examples.Select(e => e.Id).Concat(batch.FilteredIds).Order().ToArray();
+        Assert.Equal(source.Examples.Select(e => e.Id).Order().ToArray(), all);
+    }
+}
