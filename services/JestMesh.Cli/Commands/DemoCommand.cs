@@ -10,7 +10,7 @@ internal static class DemoCommand
     public static Command Create()
     {
         var quick = new Option<bool>("--quick") { Description = "A short demo (T = 200 steps, ≤ 5 min on 2 cores) instead of the full one (T = 1,500, ≤ 30 min)." };
-        var output = new Option<string>("--out") { Description = "Directory for report.md, results.json, the plots and the logs.", DefaultValueFactory = _ => "demo-report" };
+        var output = new Option<string>("--out") { Description = "Directory for report.md, results.json, the plots and the logs.", DefaultValueFactory = _ => "runs/demo" };
         var f05 = new Option<bool>("--f05") { Description = "Also run every curating policy at filter ratio f = 0.5." };
         var otlp = new Option<Uri?>("--otlp-endpoint") { Description = "Also send the services' traces and metrics to this OpenTelemetry collector (OTLP/HTTP, e.g. http://127.0.0.1:4318)." };
         var reference = new Option<string?>("--reference") { Description = "Reference checkpoint directory: reused when its SHA-256 and data settings match, trained there otherwise (default .jestmesh/reference)." };
