@@ -10,6 +10,7 @@ internal static class CommandCatalog
         // One line per command; each lives in Commands/<Name>Command.cs.
         yield return Commands.BenchSelectionCommand.Create();
         yield return Commands.SelectCommand.Create();
+        yield return Commands.DemoCommand.Create();
         yield return Commands.ReferenceCommand.Create();
         yield return Commands.TrainCommand.Create();
         yield return Commands.BenchCommand.Create();

@@ -7,4 +7,6 @@ foreach (var command in CommandCatalog.All())
     root.Subcommands.Add(command);
 }
 
-return await root.Parse(args).InvokeAsync();
+// Ctrl-C / SIGTERM cancel the command; give it time to stop what it started (the demo's services and broker)
+// instead of the default 2 s after which the process is ended regardless.
+return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(90) });
