@@ -13,7 +13,7 @@ public sealed class TracePropagationTests
     [Fact]
     public async Task Consumer_span_continues_the_trace_and_links_to_the_publish_context()
     {
-        var exported = new List<Activity>();
+        var exported = new ExportedSpanCollection();
         using var tracing = Sdk.CreateTracerProviderBuilder()
             .AddSource(MessagingTelemetry.Name, TestSource.Name)
             .SetSampler(new AlwaysOnSampler())
@@ -44,7 +44,7 @@ public sealed class TracePropagationTests
         Assert.Equal(traceId, current.TraceId);
         Assert.Equal(publish.SpanId, producer.SpanId);
         Assert.Contains(links, link => link.Context.SpanId == publish.SpanId && link.Context.TraceId == traceId);
-        await Eventually.WaitUntilAsync(() => { tracing.ForceFlush(); lock (exported) { return exported.Any(a => a.TraceId == traceId && a.Kind == ActivityKind.Consumer); } },
+        await Eventually.WaitUntilAsync(() => { tracing.ForceFlush(); return exported.Any(a => a.TraceId == traceId && a.Kind == ActivityKind.Consumer); },
             TimeSpan.FromSeconds(10), "the consumer span to be exported");
         var process = exported.Single(a => a.TraceId == traceId && a.Kind == ActivityKind.Consumer);
         Assert.Equal(publish.SpanId, process.ParentSpanId);

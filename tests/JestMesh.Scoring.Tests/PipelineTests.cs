@@ -202,7 +202,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
     [Fact]
     public async Task Scoring_span_links_to_the_ingest_publish_context()
     {
-        var exported = new List<Activity>();
+        var exported = new ExportedSpanCollection();
         using var tracing = Sdk.CreateTracerProviderBuilder()
             .AddSource(MessagingTelemetry.Name, IngestRunner.TelemetryName, SuperBatchScorer.TelemetryName)
             .SetSampler(new AlwaysOnSampler())
@@ -219,11 +219,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
         await Eventually.WaitUntilAsync(() => sink.Batches.Count == 2, Deadline, "2 scored super-batches");
         tracing.ForceFlush();
 
-        Activity[] spans;
-        lock (exported)
-        {
-            spans = [.. exported];
-        }
+        var spans = exported.Snapshot();
         var superBatchQueue = client.Topology.SuperBatches;
         foreach (var id in new[] { "job-t/0", "job-t/1" })
         {
