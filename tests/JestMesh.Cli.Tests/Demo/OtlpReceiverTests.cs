@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using JestMesh.Cli.Demo;
+using JestMesh.TestKit;
 using OpenTelemetry;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Metrics;
@@ -11,15 +12,7 @@ namespace JestMesh.Cli.Tests.Demo;
 
 public sealed class OtlpReceiverTests
 {
-    private static async Task WaitUntil(Func<bool> condition, string what)
-    {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (!condition())
-        {
-            Assert.False(deadline.IsCancellationRequested, $"timed out waiting until {what}");
-            await Task.Delay(20);
-        }
-    }
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
 
     private static TracerProvider Tracer(string source, string endpoint) => Sdk.CreateTracerProviderBuilder()
         .AddSource(source)
@@ -46,7 +39,7 @@ public sealed class OtlpReceiverTests
             Thread.SpinWait(100_000);
         }
 
-        await WaitUntil(() => receiver.Spans.Count == 1, "the span arrives");
+        await Eventually.WaitUntilAsync(() => receiver.Spans.Count == 1, Deadline, "the span arrives");
         var span = receiver.Spans[0];
         Assert.Equal("trainer.step", span.Name);
         Assert.Equal("JestMesh.TestService", span.Service);
@@ -68,7 +61,7 @@ public sealed class OtlpReceiverTests
             source.StartActivity("selection.select")!.Dispose();
         }
 
-        await WaitUntil(() => collector.Spans.Count == 1, "the forwarded span reaches the collector");
+        await Eventually.WaitUntilAsync(() => collector.Spans.Count == 1, Deadline, "the forwarded span reaches the collector");
         Assert.Equal("selection.select", collector.Spans[0].Name);
         Assert.Equal(0, receiver.ForwardFailures);
     }
@@ -95,7 +88,7 @@ public sealed class OtlpReceiverTests
             provider.ForceFlush();
         }
 
-        await WaitUntil(() => receiver.HistogramSum("JestMesh.Trainer", "jestmesh.trainer.data_stall") is not null, "the histogram arrives");
+        await Eventually.WaitUntilAsync(() => receiver.HistogramSum("JestMesh.Trainer", "jestmesh.trainer.data_stall") is not null, Deadline, "the histogram arrives");
         Assert.Equal(6.5, receiver.HistogramSum("JestMesh.Trainer", "jestmesh.trainer.data_stall"));
     }
 
