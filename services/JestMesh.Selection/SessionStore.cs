@@ -146,7 +146,9 @@ public sealed partial class SessionStore
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(batch);
         batch.RecordedUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         await _log.AppendAsync(new SelectionLogRecord { Job = session.Job, Batch = batch }, $"batch/{session.Id}/{batch.Sequence}", cancellationToken);
+        SelectionTelemetry.RecordLatency.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         session.Recorded(batch.Sequence, batch.RecordedUnixMs / 1000);
         _recordedSuperBatches.TryAdd(Key(session.Job, batch.SuperBatchId), 0);
         SelectionTelemetry.Batches.Add(1);

@@ -71,6 +71,10 @@ public sealed class TrainerOptions : IValidatableObject
     [Range(64 * 1024, 1024 * 1024 * 1024)]
     public int MaxMessageBytes { get; set; } = 64 * 1024 * 1024;
 
+    /// <summary>HTTP/2 receive window of the Curate stream: at least one candidate super-batch.</summary>
+    [Range(65_535, 64 * 1024 * 1024)]
+    public int StreamWindowBytes { get; set; } = 4 * 1024 * 1024;
+
     [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
     public TimeSpan KeepAlivePingDelay { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -33,6 +33,10 @@ public static class TrainerServiceExtensions
                 KeepAlivePingTimeout = options.KeepAlivePingTimeout,
                 KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
                 EnableMultipleHttp2Connections = true,
+                // The default 64 KB receive window makes every curated batch (≈ 110 KB at b = 128)
+                // wait for a WINDOW_UPDATE round trip on the step's critical path; one window holds
+                // a whole candidate, and flow control still bounds what is buffered.
+                InitialHttp2StreamWindowSize = options.StreamWindowBytes,
                 ConnectTimeout = TimeSpan.FromSeconds(10),
             },
         });

@@ -4,18 +4,12 @@ using System.Net;
 using System.Text.Json;
 using Google.Protobuf;
 using Grpc.Core;
+using JestMesh.Cli.Demo;
 using JestMesh.Data;
 using JestMesh.Messaging;
 using JestMesh.Models;
 using JestMesh.Protos.V1;
-using JestMesh.Selection;
-using JestMesh.ServiceDefaults;
 using JestMesh.Trainer;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
 
@@ -39,15 +33,16 @@ internal static class BenchSelectionCommand
         var batches = new Option<int>("--batches") { Description = "Curated batches to serve in the throughput run (all sessions together).", DefaultValueFactory = _ => 200 };
         var batchSize = new Option<int>("--batch-size") { Description = "b, the learner batch size.", DefaultValueFactory = _ => 128 };
         var filter = new Option<double>("--filter-ratio") { Description = "f = 1 − b/N.", DefaultValueFactory = _ => 0.8 };
+        var inProcess = new Option<bool>("--in-process") { Description = "Host Selection inside the bench's process instead of as its own process (as deployed)." };
         var steps = new Option<int>("--trainer-steps") { Description = "Trainer steps in the stall run (0 skips it).", DefaultValueFactory = _ => 40 };
         var command = new Command("bench-selection", "Measure Selection throughput (learner-free sessions) and the trainer's data stall with JEST; writes JSON.");
-        foreach (var option in new Option[] { amqp, output, sessions, batches, batchSize, filter, steps })
+        foreach (var option in new Option[] { amqp, output, sessions, batches, batchSize, filter, steps, inProcess })
         {
             command.Options.Add(option);
         }
         command.SetAction(async (parse, cancellationToken) =>
         {
-            var settings = new BenchSettings(parse.GetValue(amqp)!, parse.GetValue(sessions), parse.GetValue(batches), parse.GetValue(batchSize), parse.GetValue(filter), parse.GetValue(steps));
+            var settings = new BenchSettings(parse.GetValue(amqp)!, parse.GetValue(sessions), parse.GetValue(batches), parse.GetValue(batchSize), parse.GetValue(filter), parse.GetValue(steps), parse.GetValue(inProcess));
             if (settings.Sessions < 1 || settings.Batches < settings.Sessions || settings.BatchSize < 16 || settings.BatchSize % 16 != 0 || settings.FilterRatio is < 0 or >= 1)
             {
                 Console.Error.WriteLine("bench-selection: need --sessions ≥ 1, --batches ≥ --sessions, --batch-size a positive multiple of 16 (16 chunks), 0 ≤ --filter-ratio < 1.");
@@ -62,7 +57,7 @@ internal static class BenchSelectionCommand
         return command;
     }
 
-    private sealed record BenchSettings(string Amqp, int Sessions, int Batches, int BatchSize, double FilterRatio, int TrainerSteps)
+    private sealed record BenchSettings(string Amqp, int Sessions, int Batches, int BatchSize, double FilterRatio, int TrainerSteps, bool InProcess)
     {
         public int SuperBatchSize => (int)Math.Round(BatchSize / (1 - FilterRatio));
     }
@@ -86,57 +81,52 @@ internal static class BenchSelectionCommand
         var prefix = $"bench-{Guid.NewGuid():N}";
         var port = FreePort();
         var messaging = new MessagingOptions { Uri = settings.Amqp, QueuePrefix = prefix, ClientName = prefix, Prefetch = 32, MaxOutstandingConfirms = 256 };
-        await using var host = await StartSelectionAsync(messaging, port);
         await using var connections = new BrokerConnections(Microsoft.Extensions.Options.Options.Create(messaging), NullLogger<BrokerConnections>.Instance);
         await using var publisher = new ConfirmedPublisher(connections, NullLogger<ConfirmedPublisher>.Instance);
-        var feeds = (JobFeeds)host.Services.GetService(typeof(JobFeeds))!;
+        await using var probe = await BrokerProbe.ConnectAsync(settings.Amqp, cancellationToken);
+        await using var selection = settings.InProcess
+            ? await SelectionHost.StartInProcessAsync(settings.Amqp, prefix, port, ApiKey, cancellationToken)
+            : await SelectionHost.StartProcessAsync(settings.Amqp, prefix, port, ApiKey, probe, cancellationToken);
+        result["selection"] = settings.InProcess ? "in the bench's process" : "its own process (JestMesh.Selection host, Release)";
+        string QueueOf(string job) => $"{connections.Topology.Scored}.job.{job}";
 
-        // 1. Serving throughput: pre-fill, let the router move everything to the job's queue, then serve.
-        var publish = Stopwatch.StartNew();
-        await PublishAsync(publisher, connections.Topology, templates, "serve", settings.Batches, cancellationToken);
-        var published = publish.Elapsed.TotalSeconds;
-        var route = Stopwatch.StartNew();
-        while (await connections.ReadyCountAsync(feeds.QueueOf("serve"), cancellationToken) < settings.Batches)
+        // 1. Serving capacity: pre-fill a job's queue (published and routed first), then serve it.
+        var prefill = new Dictionary<string, object>();
+        foreach (var policy in new[] { Policy.Uniform, Policy.EasyReference })
         {
-            await Task.Delay(50, cancellationToken);
-        }
-        var routed = route.Elapsed.TotalSeconds + published;
-        foreach (var policy in new[] { Policy.Uniform })
-        {
-            using var channel = Channel(port);
-            var client = new Protos.V1.Curation.CurationClient(channel);
-            var perSession = settings.Batches / settings.Sessions;
-            var clock = Stopwatch.StartNew();
-            var counts = await Task.WhenAll(Enumerable.Range(0, settings.Sessions).Select(async _ =>
+            var job = $"serve-{policy}".ToLowerInvariant();
+            var publish = Stopwatch.StartNew();
+            await PublishAsync(publisher, connections.Topology, templates, job, settings.Batches, cancellationToken);
+            var published = publish.Elapsed.TotalSeconds;
+            while ((await probe.DepthAsync(QueueOf(job), cancellationToken))?.Messages < settings.Batches is not false)
             {
-                var open = new SessionOpen { Job = "serve", Policy = policy, FilterRatio = settings.FilterRatio, Chunks = 16, Gain = 10, Seed = 1 };
-                using var call = client.StreamBatches(new StreamBatchesRequest { Session = open, MaxBatches = perSession }, new Metadata { { "authorization", $"Bearer {ApiKey}" } }, cancellationToken: cancellationToken);
-                var n = 0;
-                while (await call.ResponseStream.MoveNext(cancellationToken))
-                {
-                    n++;
-                }
-                return n;
-            }));
-            var seconds = clock.Elapsed.TotalSeconds;
-            result[$"serve_{policy.ToString().ToLowerInvariant()}"] = new Dictionary<string, object>
+                await Task.Delay(20, cancellationToken);
+            }
+            var routed = publish.Elapsed.TotalSeconds;
+            prefill[job] = new Dictionary<string, object>
             {
-                ["sessions"] = settings.Sessions,
-                ["batches"] = counts.Sum(),
-                ["seconds"] = seconds,
-                ["batches_per_second"] = counts.Sum() / seconds,
+                ["super_batches"] = settings.Batches,
+                ["publish_seconds"] = published,
+                ["publish_and_route_seconds"] = routed,
+                ["routed_per_second"] = settings.Batches / routed,
             };
+            result[$"serve_{job["serve-".Length..]}"] = await ServeAsync(port, job, policy, settings, cancellationToken);
         }
-        result["prefill"] = new Dictionary<string, object>
-        {
-            ["super_batches"] = settings.Batches,
-            ["publish_seconds"] = published,
-            ["publish_and_route_seconds"] = routed,
-            ["routed_per_second"] = settings.Batches / routed,
-            ["message_bytes"] = templates[0].CalculateSize(),
-        };
+        prefill["message_bytes"] = templates[0].CalculateSize();
+        result["prefill"] = prefill;
 
-        // 2. Trainer data stall with JEST (learnability, joint, 16 chunks).
+        // 2. Sustained: the same sessions while the super-batches are still being published to
+        // jestmesh.scored, so the router hop and the publisher share the broker with the serving.
+        {
+            var clock = Stopwatch.StartNew();
+            var publishing = PublishAsync(publisher, connections.Topology, templates, "live", settings.Batches, cancellationToken);
+            var served = await ServeAsync(port, "live", Policy.Uniform, settings, cancellationToken);
+            await publishing;
+            served["seconds_including_publish"] = clock.Elapsed.TotalSeconds;
+            result["sustained_uniform"] = served;
+        }
+
+        // 3. Trainer data stall with JEST (learnability, joint, 16 chunks).
         if (settings.TrainerSteps > 0)
         {
             await PublishAsync(publisher, connections.Topology, templates, "train", settings.TrainerSteps + 2, cancellationToken);
@@ -157,6 +147,8 @@ internal static class BenchSelectionCommand
             };
             using var channel = TrainerServiceExtensions.CreateChannel(options);
             using var trainer = new CuratedTrainer(options, channel, null, NullLogger.Instance);
+            var selectionMs = new List<double>();
+            trainer.BatchTrained = batch => selectionMs.Add(batch.Diagnostics.SelectionMs);
             await trainer.RunAsync(cancellationToken);
             var stats = trainer.Stats;
             result["trainer_jest"] = new Dictionary<string, object>
@@ -168,10 +160,44 @@ internal static class BenchSelectionCommand
                 ["train_seconds"] = stats.TrainSeconds,
                 ["step_ms"] = stats.WallSeconds / Math.Max(1, stats.Steps - 1) * 1000,
                 ["data_stall_fraction"] = stats.StallFraction,
+                ["wait_ms_per_step"] = stats.WaitSeconds / Math.Max(1, stats.Steps - 1) * 1000,
+                ["selection_ms_mean"] = selectionMs.Count == 0 ? 0 : selectionMs.Average(),
             };
             Directory.Delete(checkpoints, recursive: true);
         }
         return result;
+    }
+
+    private static async Task<Dictionary<string, object>> ServeAsync(int port, string job, Policy policy, BenchSettings settings, CancellationToken cancellationToken)
+    {
+        using var channel = Channel(port);
+        var client = new Protos.V1.Curation.CurationClient(channel);
+        var perSession = settings.Batches / settings.Sessions;
+        var clock = Stopwatch.StartNew();
+        var counts = await Task.WhenAll(Enumerable.Range(0, settings.Sessions).Select(async _ =>
+        {
+            var open = new SessionOpen { Job = job, Policy = policy, FilterRatio = settings.FilterRatio, Chunks = 16, Gain = 10, Seed = 1 };
+            using var call = client.StreamBatches(new StreamBatchesRequest { Session = open, MaxBatches = perSession }, new Metadata { { "authorization", $"Bearer {ApiKey}" } }, cancellationToken: cancellationToken);
+            var n = 0;
+            while (await call.ResponseStream.MoveNext(cancellationToken))
+            {
+                if (call.ResponseStream.Current.Examples.Count != settings.BatchSize)
+                {
+                    throw new InvalidOperationException($"served a batch of {call.ResponseStream.Current.Examples.Count}, expected {settings.BatchSize}");
+                }
+                n++;
+            }
+            return n;
+        }));
+        var seconds = clock.Elapsed.TotalSeconds;
+        return new Dictionary<string, object>
+        {
+            ["policy"] = policy.ToString(),
+            ["sessions"] = settings.Sessions,
+            ["batches"] = counts.Sum(),
+            ["seconds"] = seconds,
+            ["batches_per_second"] = counts.Sum() / seconds,
+        };
     }
 
     private static async Task PublishAsync(ConfirmedPublisher publisher, QueueTopology topology, ScoredSuperBatch[] templates, string job, int count, CancellationToken cancellationToken)
@@ -211,31 +237,6 @@ internal static class BenchSelectionCommand
         scored.ReferenceAlpha = embeddings.Alpha;
         scored.ReferenceBeta = embeddings.Beta;
         return scored;
-    }
-
-    private static async Task<WebApplication> StartSelectionAsync(MessagingOptions messaging, int port)
-    {
-        var builder = WebApplication.CreateBuilder();
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["Messaging:Uri"] = messaging.Uri,
-            ["Messaging:QueuePrefix"] = messaging.QueuePrefix,
-            ["Messaging:ClientName"] = messaging.ClientName,
-            ["Messaging:Prefetch"] = "32",
-            ["Selection:ApiKey"] = ApiKey,
-            ["Selection:JobPrefetch"] = "32",
-        });
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, port, l => l.Protocols = HttpProtocols.Http2));
-        builder.AddServiceDefaults();
-        builder.AddSelectionServices();
-        var app = builder.Build();
-        app.MapDefaultEndpoints();
-        app.MapSelection();
-        await app.StartAsync();
-        var store = (SessionStore)app.Services.GetService(typeof(SessionStore))!;
-        await store.Loaded.WaitAsync(TimeSpan.FromMinutes(1));
-        return app;
     }
 
     private static Grpc.Net.Client.GrpcChannel Channel(int port) =>

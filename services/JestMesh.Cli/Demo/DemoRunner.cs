@@ -169,7 +169,9 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
             ["Scoring__CachePath"] = cache,
         });
         _selectionPort = Repo.FreePort();
-        Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = _apiKey, ["Selection__LogStream"] = LogStream }, _selectionPort);
+        // One router delivery at a time keeps each job's super-batches in Ingest's order, so a run with
+        // a fixed seed is reproducible (the service's default of 4 may reorder them for throughput).
+        Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = _apiKey, ["Selection__LogStream"] = LogStream, ["Messaging__ConsumerConcurrency"] = "1" }, _selectionPort);
         await WaitUntilAsync("Scoring consumes super-batches", async ct => await _probe.DepthAsync(Prefix + ".superbatches", ct) is { Consumers: > 0 }, cancellationToken);
         await WaitUntilAsync("Selection serves gRPC and has its batch log", async ct =>
             await Repo.PortOpenAsync(_selectionPort, ct) && await _probe.DepthAsync(LogStream, ct) is not null, cancellationToken);
