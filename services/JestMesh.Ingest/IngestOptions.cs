@@ -21,7 +21,7 @@ public sealed class IngestOptions
     [Range(0, int.MaxValue)]
     public int MaxSuperBatches { get; set; }
 
-    /// <summary>Passes over the pool; epoch 0 keeps pool order, later epochs are shuffled with the data seed.</summary>
+    /// <summary>Passes over the pool; each epoch is a permutation drawn from OrderSeed and the epoch.</summary>
     [Range(1, 10_000)]
     public int Epochs { get; set; } = 1;
 
@@ -31,6 +31,10 @@ public sealed class IngestOptions
 
     /// <summary>Start publishing when the host starts (the hosted service); false leaves it to `./jestmesh ingest`.</summary>
     public bool RunOnStart { get; set; } = true;
+
+    /// <summary>Seed of the order the pool is streamed in (`train --inproc --seed` uses the same order).</summary>
+    [Range(0, int.MaxValue)]
+    public int OrderSeed { get; set; }
 
     [Range(0, int.MaxValue)]
     public int DataSeed { get; set; }

@@ -10,7 +10,11 @@ public static class SuperBatchBuilder
     /// <summary>Stable id of a job's super-batch (also its AMQP message id).</summary>
     public static string SuperBatchId(string job, long sequence) => $"{job}/{sequence}";
 
-    /// <summary>Pool positions of every super-batch to publish, in order: epoch 0 in pool order, later epochs shuffled.</summary>
+    /// <summary>
+    /// Pool positions of every super-batch to publish, in order: <see cref="SuperBatchPlan"/> with
+    /// Ingest:OrderSeed (the in-process loop streams the same order for the same seed), over
+    /// Ingest:Epochs, stopping after Ingest:MaxSuperBatches when that is set.
+    /// </summary>
     public static IEnumerable<int[]> Plan(int poolSize, IngestOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -19,24 +23,8 @@ public static class SuperBatchBuilder
         {
             throw new ArgumentException($"Ingest:SuperBatchSize {n} is larger than the pool ({poolSize} examples).", nameof(options));
         }
-        var produced = 0;
-        for (var epoch = 0; epoch < options.Epochs; epoch++)
-        {
-            var order = Enumerable.Range(0, poolSize).ToArray();
-            if (epoch > 0)
-            {
-                new Random(HashCode.Combine(options.DataSeed, epoch)).Shuffle(order);
-            }
-            for (var start = 0; start + n <= poolSize; start += n)
-            {
-                if (options.MaxSuperBatches > 0 && produced == options.MaxSuperBatches)
-                {
-                    yield break;
-                }
-                yield return order[start..(start + n)];
-                produced++;
-            }
-        }
+        var plan = SuperBatchPlan.Positions(poolSize, n, options.OrderSeed, options.Epochs);
+        return options.MaxSuperBatches > 0 ? plan.Take(options.MaxSuperBatches) : plan;
     }
 
     public static SuperBatch Build(PairDataset data, string job, long sequence, ReadOnlySpan<int> poolPositions)

@@ -15,23 +15,6 @@ public static class BatchSelector
     public static int BatchSize(int superBatchSize, double filterRatio) =>
         Math.Clamp((int)Math.Round((1 - filterRatio) * superBatchSize, MidpointRounding.AwayFromZero), 1, Math.Max(1, superBatchSize));
 
-    /// <summary>
-    /// Seed of the sampler's Gumbel noise for batch <paramref name="sequence"/> of a session seeded
-    /// with <paramref name="seed"/> (SplitMix64 of both): each batch's noise depends only on these,
-    /// so a replayed or resumed session and an in-process run draw the same noise.
-    /// </summary>
-    public static int SamplerSeed(ulong seed, long sequence)
-    {
-        unchecked
-        {
-            var z = seed + (0x9E3779B97F4A7C15UL * (ulong)sequence);
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-            z ^= z >> 31;
-            return (int)(z >> 33);
-        }
-    }
-
     public static SelectionPolicy ToPolicy(Policy policy) => policy switch
     {
         Policy.Learnability => SelectionPolicy.Learnability,
@@ -78,7 +61,7 @@ public static class BatchSelector
             source = ScoreSources.SigmoidContrastive(policy, learner, reference);
         }
         var result = JointSampler.Select(source, new SamplerOptions { BatchSize = b, Chunks = settings.Chunks, Gain = settings.Gain, Greedy = settings.Greedy },
-            new Random(SamplerSeed(settings.Seed, sequence)));
+            new Random(SamplerSeeds.ForBatch(settings.Seed, sequence)));
 
         var batch = new CuratedBatch { SessionId = sessionId, Sequence = sequence, SuperBatchId = scored.Id };
         var selected = new bool[n];

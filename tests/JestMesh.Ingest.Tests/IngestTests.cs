@@ -55,7 +55,8 @@ public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
 
         Assert.True(result.BackpressureWaits >= 1, "the broker refused at least one publish");
         Assert.Equal(Enumerable.Range(0, 8).Select(i => (long)i), received.Select(b => b.Sequence).Order());
-        Assert.Equal(pairs.Data.Pool.Take(800).Select(p => p.Id), received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
+        var planned = SuperBatchBuilder.Plan(pairs.Data.Pool.Count, ingestOptions).SelectMany(positions => positions.Select(p => pairs.Data.Pool[p].Id));
+        Assert.Equal(planned, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
         Assert.Equal(result.ExampleIds, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
     }
 
@@ -86,11 +87,16 @@ public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
         var plan = SuperBatchBuilder.Plan(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2 }).ToList();
         var limited = SuperBatchBuilder.Plan(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2, MaxSuperBatches = 4 }).Count();
 
+        var again = SuperBatchBuilder.Plan(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2 }).ToList();
+        var otherSeed = SuperBatchBuilder.Plan(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2, OrderSeed = 1 }).ToList();
+
         Assert.Equal(6, plan.Count);
         Assert.Equal(900, plan.Take(3).SelectMany(p => p).Distinct().Count());
-        Assert.Equal(Enumerable.Range(0, 900), plan.Take(3).SelectMany(p => p));
+        Assert.NotEqual(Enumerable.Range(0, 900), plan.Take(3).SelectMany(p => p));
         Assert.Equal(900, plan.Skip(3).SelectMany(p => p).Distinct().Count());
         Assert.NotEqual(plan[0], plan[3]);
+        Assert.Equal(plan, again);
+        Assert.NotEqual(plan[0], otherSeed[0]);
         Assert.Equal(4, limited);
         Assert.Throws<ArgumentException>(() => SuperBatchBuilder.Plan(10, new IngestOptions { Job = "j", SuperBatchSize = 11 }).ToList());
     }

@@ -1,16 +1,12 @@
 using System.Globalization;
 using JestMesh.Data;
 using JestMesh.Ingest;
-using JestMesh.Messaging;
 using JestMesh.Models;
 using JestMesh.Protos.V1;
 using JestMesh.Scoring;
 using JestMesh.Selection.Tests;
-using JestMesh.ServiceDefaults;
 using JestMesh.TestKit;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.TestHost;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
@@ -39,12 +35,12 @@ public sealed class PipelineTests : IDisposable
         }
 
         await using var selection = await SelectionHost.StartAsync(messaging, kestrel: true);
-        var scoringSettings = Settings(messaging);
+        var scoringSettings = PipelineHosts.Settings(messaging);
         scoringSettings["Scoring:ReferenceDirectory"] = reference;
         scoringSettings["Scoring:Device"] = "cpu";
         scoringSettings["Scoring:ExpectedDataFingerprint"] = data.Fingerprint;
         await using var scoring = await StartAsync("JestMesh.Scoring", scoringSettings, b => b.AddScoringServices());
-        var ingestSettings = Settings(messaging);
+        var ingestSettings = PipelineHosts.Settings(messaging);
         ingestSettings["Ingest:Job"] = "pipe";
         ingestSettings["Ingest:SuperBatchSize"] = N.ToString(CultureInfo.InvariantCulture);
         ingestSettings["Ingest:MaxSuperBatches"] = SuperBatches.ToString(CultureInfo.InvariantCulture);
@@ -82,29 +78,8 @@ public sealed class PipelineTests : IDisposable
         Assert.All(stepTraces, t => Assert.Contains(t, ingestTraces));
     }
 
-    private static Dictionary<string, string?> Settings(MessagingOptions options) => new()
-    {
-        ["Messaging:Uri"] = options.Uri,
-        ["Messaging:QueuePrefix"] = options.QueuePrefix,
-        ["Messaging:RecoveryInterval"] = options.RecoveryInterval.ToString("c", CultureInfo.InvariantCulture),
-        ["Messaging:RetryDelay"] = options.RetryDelay.ToString("c", CultureInfo.InvariantCulture),
-        ["Messaging:ClientName"] = options.ClientName,
-    };
-
-    private async Task<WebApplication> StartAsync(string name, Dictionary<string, string?> settings, Action<WebApplicationBuilder> add)
-    {
-        // An empty content root: the hosts' appsettings.json files (copied next to the tests) must not leak in.
-        var contentRoot = Directory.CreateDirectory(Path.Combine(_root, name)).FullName;
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = name, EnvironmentName = "Testing", ContentRootPath = contentRoot });
-        builder.WebHost.UseTestServer();
-        builder.Configuration.AddInMemoryCollection(settings);
-        builder.AddServiceDefaults();
-        add(builder);
-        var app = builder.Build();
-        app.MapDefaultEndpoints();
-        await app.StartAsync();
-        return app;
-    }
+    private Task<WebApplication> StartAsync(string name, Dictionary<string, string?> settings, Action<WebApplicationBuilder> add) =>
+        PipelineHosts.StartAsync(_root, name, settings, add);
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 }

@@ -85,8 +85,8 @@ internal static class BenchSelectionCommand
         await using var publisher = new ConfirmedPublisher(connections, NullLogger<ConfirmedPublisher>.Instance);
         await using var probe = await BrokerProbe.ConnectAsync(settings.Amqp, cancellationToken);
         await using var selection = settings.InProcess
-            ? await SelectionHost.StartInProcessAsync(settings.Amqp, prefix, port, ApiKey, cancellationToken)
-            : await SelectionHost.StartProcessAsync(settings.Amqp, prefix, port, ApiKey, probe, cancellationToken);
+            ? await BenchSelectionHost.StartInProcessAsync(settings.Amqp, prefix, port, ApiKey, cancellationToken)
+            : await BenchSelectionHost.StartProcessAsync(settings.Amqp, prefix, port, ApiKey, probe, cancellationToken);
         result["selection"] = settings.InProcess ? "in the bench's process" : "its own process (JestMesh.Selection host, Release)";
         string QueueOf(string job) => $"{connections.Topology.Scored}.job.{job}";
 

@@ -21,6 +21,7 @@ internal static class TrainCommand
         var gain = new Option<double>("--gain") { Description = "Sampling gain: draws ∝ exp(gain·Δ). Default 1, chosen by the {1,10,100} sweep (100 is near-greedy here).", DefaultValueFactory = _ => 1 };
         var greedy = new Option<bool>("--greedy") { Description = "No Gumbel noise: deterministic top-k per chunk." };
         var evalEvery = new Option<int>("--eval-every") { Description = "Steps between test-set evaluations.", DefaultValueFactory = _ => 100 };
+        var record = new Option<int>("--record-batches") { Description = "Write the selected example ids of the first K steps to metrics.json (\"batches\"), to compare with a pipeline run.", DefaultValueFactory = _ => 0 };
         var lr = new Option<double>("--lr") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => 1e-3 };
         var threads = new Option<int>("--threads") { Description = "Torch intra-op threads (0 = libtorch default).", DefaultValueFactory = _ => 0 };
         var reference = new Option<string>("--reference") { Description = "Reference checkpoint directory (from `reference train`).", Required = true };
@@ -28,7 +29,7 @@ internal static class TrainCommand
 
         var command = new Command("train", "Train a learner on the noisy pool with curated batches; writes metrics.json.");
         data.AddTo(command);
-        foreach (var o in new Option[] { inproc, policy, independent, filter, chunks, batch, steps, seed, gain, greedy, evalEvery, lr, threads, reference, output })
+        foreach (var o in new Option[] { inproc, policy, independent, filter, chunks, batch, steps, seed, gain, greedy, evalEvery, record, lr, threads, reference, output })
         {
             command.Options.Add(o);
         }
@@ -68,6 +69,7 @@ internal static class TrainCommand
                 Gain = parse.GetValue(gain),
                 Greedy = parse.GetValue(greedy),
                 EvalEvery = parse.GetValue(evalEvery),
+                RecordBatches = parse.GetValue(record),
                 LearningRate = parse.GetValue(lr),
                 Data = data.Read(parse),
                 Reference = parse.GetValue(reference)!,

@@ -167,6 +167,8 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
             ["Scoring__ReferenceDirectory"] = reference,
             ["Scoring__Device"] = "cpu",
             ["Scoring__CachePath"] = cache,
+            // One super-batch at a time keeps Ingest's order (two at once may publish them swapped).
+            ["Messaging__ConsumerConcurrency"] = "1",
         });
         _selectionPort = Repo.FreePort();
         // One router delivery at a time keeps each job's super-batches in Ingest's order, so a run with
@@ -281,6 +283,8 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
             ["Ingest__MaxSuperBatches"] = _plan.Steps.ToString(CultureInfo.InvariantCulture),
             ["Ingest__Epochs"] = (((long)_plan.Steps * n / 50_000) + 2).ToString(CultureInfo.InvariantCulture),
             ["Ingest__DataSeed"] = _plan.DataSeed.ToString(CultureInfo.InvariantCulture),
+            // The learner's seed also orders the stream, as in `train --inproc --seed`.
+            ["Ingest__OrderSeed"] = _plan.Seed.ToString(CultureInfo.InvariantCulture),
             ["Ingest__SwappedShare"] = _plan.SwappedShare.ToString(CultureInfo.InvariantCulture),
             ["Ingest__CuratedSize"] = _plan.CuratedSize.ToString(CultureInfo.InvariantCulture),
         }, logName: "ingest-" + run.Slug);

@@ -29,6 +29,9 @@ internal sealed record LearnerSettings
 
     public int EvalEvery { get; init; } = 100;
 
+    /// <summary>Record the selected example ids of the first this-many steps in metrics.json ("batches").</summary>
+    public int RecordBatches { get; init; }
+
     public double LearningRate { get; init; } = 1e-3;
 
     public required DataOptions Data { get; init; }
@@ -90,7 +93,7 @@ internal sealed record LearnerMetrics
 
     public List<EvalPoint> Eval { get; } = [];
 
-    /// <summary>Wall time of every step (data gather, scoring, selection, optimiser step), evaluation excluded.</summary>
+    /// <summary>Wall time of every step (data gather, learner scoring, selection, optimiser step); evaluation and the reference's first pass over an example excluded.</summary>
     public List<double> StepWallMs { get; } = [];
 
     public List<double> LearnerScoringMs { get; } = [];
@@ -106,6 +109,9 @@ internal sealed record LearnerMetrics
 
     public List<float> Loss { get; } = [];
 
+    /// <summary>Selected example ids of the first RecordBatches steps, in selection order.</summary>
+    public List<long[]> Batches { get; } = [];
+
     public double MeanStepMs { get; set; }
 
     public double MeanSwappedShare { get; set; }
@@ -120,6 +126,9 @@ internal sealed record LearnerMetrics
 /// <summary>The learner loop in one process: super-batch → learner and reference scores → joint selection → one step.</summary>
 internal static class LearnerLoop
 {
+    /// <summary>The Scoring service's default Scoring:BatchSize (examples per reference forward pass).</summary>
+    private const int ReferenceBatchSize = 512;
+
     public static LearnerMetrics Run(LearnerSettings s)
     {
         var clock = Stopwatch.StartNew();
@@ -151,26 +160,26 @@ internal static class LearnerLoop
 
         using var pool = new PairTensors(data.Pool, data.Train);
         var swapped = data.Pool.Select(p => p.Kind == PairKind.Swapped).ToArray();
+        // The reference is frozen: its embeddings are cached per example (§A.5) and computed the first
+        // time an example is in a super-batch, the missing ones together in passes of at most
+        // Scoring:BatchSize, exactly as the Scoring service does, so both produce the same bits.
+        var dimension = 0;
         float[] refImage = [], refText = [];
+        bool[] refCached = [];
         float refAlpha = 0, refBeta = 0;
+        SiglipModel? reference = null;
         if (needsReference)
         {
-            // The reference is frozen: embed the pool once and rebuild each super-batch's matrix from the cache (§A.5).
-            var cacheClock = Stopwatch.StartNew();
-            var (reference, _) = ModelCheckpoint.Load(s.Reference, CPU);
-            using (reference)
-            using (var scope = NewDisposeScope())
-            {
-                var (img, txt) = reference.EmbedTensors(pool.Images, pool.Tokens, 1024);
-                refImage = TensorConvert.ToArray(img);
-                refText = TensorConvert.ToArray(txt);
-                refAlpha = reference.Alpha;
-                refBeta = reference.Beta;
-            }
-
-            metrics.ReferenceCacheSeconds = cacheClock.Elapsed.TotalSeconds;
+            (reference, _) = ModelCheckpoint.Load(s.Reference, CPU);
+            dimension = reference.Config.Dim;
+            refImage = new float[data.Pool.Count * dimension];
+            refText = new float[data.Pool.Count * dimension];
+            refCached = new bool[data.Pool.Count];
+            refAlpha = reference.Alpha;
+            refBeta = reference.Beta;
         }
 
+        using var referenceModel = reference;
         manual_seed(s.Seed);
         using var learner = SiglipModel.Create(new ModelConfig(), CPU);
         using var trainer = new ModelTrainer(learner, new TrainingOptions
@@ -181,11 +190,9 @@ internal static class LearnerLoop
         });
         using var evaluator = new Evaluator(data);
         var sampler = new SamplerOptions { BatchSize = s.BatchSize, Chunks = s.Independent ? 1 : s.Chunks, Gain = s.Gain, Greedy = s.Greedy };
-        var streamRandom = new Random(s.Seed);
-        var selectRandom = new Random(s.Seed + 1);
-        var order = Enumerable.Range(0, data.Pool.Count).ToArray();
-        streamRandom.Shuffle(order);
-        var cursor = 0;
+        // The service conventions, so that a pipeline run with the same settings selects the same
+        // batches: Ingest's super-batch order for this seed, and per-batch sampler seeds.
+        using var plan = SuperBatchPlan.Positions(data.Pool.Count, n, s.Seed).GetEnumerator();
         var dim = learner.Config.Dim;
         var superIdx = new long[n];
         var entropySum = new double[sampler.Chunks];
@@ -197,19 +204,14 @@ internal static class LearnerLoop
             for (var step = 1; step <= s.Steps; step++)
             {
                 var stepClock = Stopwatch.StartNew();
-                if (cursor + n > order.Length)
-                {
-                    streamRandom.Shuffle(order);
-                    cursor = 0;
-                }
-
+                plan.MoveNext();
                 for (var i = 0; i < n; i++)
                 {
-                    superIdx[i] = order[cursor + i];
+                    superIdx[i] = plan.Current[i];
                 }
 
-                cursor += n;
                 double scoringMs = 0;
+                double cacheMs = 0;
                 SelectionResult selection;
                 Tensor batchImages, batchTokens;
                 using var scope = NewDisposeScope();
@@ -225,6 +227,24 @@ internal static class LearnerLoop
 
                 if (needsReference)
                 {
+                    var cacheClock = Stopwatch.StartNew();
+                    var misses = superIdx.Where(p => !refCached[p]).ToArray();
+                    if (misses.Length > 0)
+                    {
+                        var (missImages, missTokens, _) = pool.Gather(TensorConvert.Int64(misses));
+                        var (img, txt) = referenceModel!.EmbedTensors(missImages, missTokens, ReferenceBatchSize);
+                        var missImage = TensorConvert.ToArray(img);
+                        var missText = TensorConvert.ToArray(txt);
+                        for (var k = 0; k < misses.Length; k++)
+                        {
+                            missImage.AsSpan(k * dimension, dimension).CopyTo(refImage.AsSpan((int)misses[k] * dimension));
+                            missText.AsSpan(k * dimension, dimension).CopyTo(refText.AsSpan((int)misses[k] * dimension));
+                            refCached[misses[k]] = true;
+                        }
+                    }
+
+                    cacheMs = cacheClock.Elapsed.TotalMilliseconds;
+                    metrics.ReferenceCacheSeconds += cacheMs / 1000;
                     var ri = new float[n * dim];
                     var rt = new float[n * dim];
                     for (var i = 0; i < n; i++)
@@ -240,7 +260,7 @@ internal static class LearnerLoop
                 var source = s.Policy == SelectionPolicy.Uniform
                     ? ScoreSources.Uniform(n)
                     : ScoreSources.SigmoidContrastive(s.Policy, learnerView, referenceView);
-                selection = JointSampler.Select(source, sampler, selectRandom);
+                selection = JointSampler.Select(source, sampler, new Random(SamplerSeeds.ForBatch(unchecked((ulong)s.Seed), step)));
                 var selectionMs = selectClock.Elapsed.TotalMilliseconds;
                 if (s.Policy != SelectionPolicy.Uniform)
                 {
@@ -261,11 +281,17 @@ internal static class LearnerLoop
                 var trainMs = trainClock.Elapsed.TotalMilliseconds;
                 scope.Dispose();
 
-                metrics.StepWallMs.Add(stepClock.Elapsed.TotalMilliseconds);
+                // The reference pass is the Scoring service's work (once per example), not the learner's step.
+                metrics.StepWallMs.Add(stepClock.Elapsed.TotalMilliseconds - cacheMs);
                 metrics.LearnerScoringMs.Add(scoringMs);
                 metrics.SelectionMs.Add(selectionMs);
                 metrics.TrainMs.Add(trainMs);
                 metrics.Loss.Add(loss);
+                if (step <= s.RecordBatches)
+                {
+                    metrics.Batches.Add([.. selection.Indices.Select(i => data.Pool[(int)superIdx[i]].Id)]);
+                }
+
                 var noisy = selection.Indices.Count(i => swapped[superIdx[i]]);
                 metrics.SwappedShare.Add((double)noisy / selection.Indices.Length);
 

@@ -14,18 +14,18 @@ namespace JestMesh.Cli.Commands;
 /// A Selection service for the bench: its own process with the service's shipped settings (as it is
 /// deployed), or hosted inside the caller's process (to separate the service's cost from the hop).
 /// </summary>
-internal sealed class SelectionHost : IAsyncDisposable
+internal sealed class BenchSelectionHost : IAsyncDisposable
 {
     private readonly WebApplication? _app;
     private readonly ChildProcess? _process;
 
-    private SelectionHost(WebApplication? app, ChildProcess? process)
+    private BenchSelectionHost(WebApplication? app, ChildProcess? process)
     {
         _app = app;
         _process = process;
     }
 
-    public static async Task<SelectionHost> StartProcessAsync(string amqp, string prefix, int port, string apiKey, BrokerProbe probe, CancellationToken cancellationToken)
+    public static async Task<BenchSelectionHost> StartProcessAsync(string amqp, string prefix, int port, string apiKey, BrokerProbe probe, CancellationToken cancellationToken)
     {
         var repo = Repo.Locate();
         await repo.EnsureBuiltAsync(["JestMesh.Selection"], Console.Error.WriteLine, cancellationToken);
@@ -42,7 +42,7 @@ internal sealed class SelectionHost : IAsyncDisposable
         };
         var log = Path.Combine(Path.GetTempPath(), $"{prefix}-selection.log");
         var process = ChildProcess.Start("JestMesh.Selection", "dotnet", [dll], Path.GetDirectoryName(dll)!, environment, log);
-        var host = new SelectionHost(null, process);
+        var host = new BenchSelectionHost(null, process);
         try
         {
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -65,7 +65,7 @@ internal sealed class SelectionHost : IAsyncDisposable
         }
     }
 
-    public static async Task<SelectionHost> StartInProcessAsync(string amqp, string prefix, int port, string apiKey, CancellationToken cancellationToken)
+    public static async Task<BenchSelectionHost> StartInProcessAsync(string amqp, string prefix, int port, string apiKey, CancellationToken cancellationToken)
     {
         var builder = WebApplication.CreateBuilder();
         // The shipped appsettings.json of the service belongs to its own project: mirror its broker settings.
@@ -88,7 +88,7 @@ internal sealed class SelectionHost : IAsyncDisposable
         await app.StartAsync(cancellationToken);
         var store = (SessionStore)app.Services.GetService(typeof(SessionStore))!;
         await store.Loaded.WaitAsync(TimeSpan.FromMinutes(1), cancellationToken);
-        return new SelectionHost(app, null);
+        return new BenchSelectionHost(app, null);
     }
 
     public async ValueTask DisposeAsync()
