@@ -153,16 +153,16 @@ public sealed partial class CuratedTrainer : IDisposable
         };
         await call.RequestStream.WriteAsync(new CurateRequest { Open = open }, cancellationToken);
         var candidates = new Queue<Candidate>();
-        var awaitingBatch = false;
+        // Scores sent whose batch has not arrived yet.
+        var outstanding = 0;
         var responses = call.ResponseStream;
         while (_state.Step < _options.Steps)
         {
-            if (!awaitingBatch && candidates.Count > 0)
+            if (outstanding == 0 && candidates.Count > 0)
             {
                 // The learner is idle and the next candidate is already here: score it now.
-                var scores = Score(candidates.Dequeue());
-                await call.RequestStream.WriteAsync(new CurateRequest { Scores = scores }, cancellationToken);
-                awaitingBatch = true;
+                await SendScoresAsync(call, candidates.Dequeue(), cancellationToken);
+                outstanding++;
                 continue;
             }
             var waitStarted = Stopwatch.GetTimestamp();
@@ -188,7 +188,14 @@ public sealed partial class CuratedTrainer : IDisposable
                 case CurateResponse.KindOneofCase.Batch:
                     if (!response.Batch.Replayed)
                     {
-                        awaitingBatch = false;
+                        outstanding--;
+                    }
+                    // Trainer:ScoreAhead: score the next candidates with the learner as it is now,
+                    // before this step, so Selection picks their batches while this one trains.
+                    while (outstanding < _options.ScoreAhead && candidates.Count > 0 && _state.Step + 1 + outstanding < _options.Steps)
+                    {
+                        await SendScoresAsync(call, candidates.Dequeue(), cancellationToken);
+                        outstanding++;
                     }
                     TrainOn(response.Batch);
                     await call.RequestStream.WriteAsync(new CurateRequest { Ack = new Ack { Sequence = response.Batch.Sequence } }, cancellationToken);
@@ -199,6 +206,9 @@ public sealed partial class CuratedTrainer : IDisposable
         }
         await call.RequestStream.CompleteAsync();
     }
+
+    private async Task SendScoresAsync(AsyncDuplexStreamingCall<CurateRequest, CurateResponse> call, Candidate candidate, CancellationToken cancellationToken) =>
+        await call.RequestStream.WriteAsync(new CurateRequest { Scores = Score(candidate) }, cancellationToken);
 
     private void OnOpened(SessionOpened opened)
     {

@@ -71,6 +71,16 @@ public sealed class TrainerOptions : IValidatableObject
     [Range(64 * 1024, 1024 * 1024 * 1024)]
     public int MaxMessageBytes { get; set; } = 64 * 1024 * 1024;
 
+    /// <summary>
+    /// Candidates scored before the current batch is trained (0 or 1). 0 is exact JEST: each
+    /// candidate is scored by the learner of the step that trains on its batch, and a run equals
+    /// `train --inproc`. 1 scores the next candidate one step early (learner scores one step stale,
+    /// reported as learner_staleness), so Selection's turnaround overlaps training and the data stall
+    /// nearly vanishes. Needs Selection:CandidatesAhead ≥ 2.
+    /// </summary>
+    [Range(0, 1)]
+    public int ScoreAhead { get; set; }
+
     /// <summary>HTTP/2 receive window of the Curate stream: at least one candidate super-batch.</summary>
     [Range(65_535, 64 * 1024 * 1024)]
     public int StreamWindowBytes { get; set; } = 4 * 1024 * 1024;

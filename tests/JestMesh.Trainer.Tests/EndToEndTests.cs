@@ -99,6 +99,38 @@ public sealed class EndToEndTests(SelectionFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task Scoring_one_step_ahead_trains_every_batch_once_with_learner_scores_one_step_stale()
+    {
+        var messaging = fixture.Broker.Options(TestNames.Unique("ahead"));
+        await using var host = await SelectionHost.StartAsync(messaging, kestrel: true);
+        await using var broker = new BrokerClient(messaging);
+        var produced = new List<long>();
+        for (var i = 0; i < Steps; i++)
+        {
+            var scored = fixture.Feeder.Make("ahead", i, N);
+            await ScoredFeeder.PublishAsync(broker.Publisher, broker.Topology, scored);
+            produced.AddRange(scored.Examples.Select(e => e.Id));
+        }
+
+        var options = Options(host.Port!.Value, "ahead");
+        options.ScoreAhead = 1;
+        options.EvalEvery = 0;
+        var trained = new List<CuratedBatch>();
+        using (var channel = TrainerServiceExtensions.CreateChannel(options))
+        using (var trainer = new CuratedTrainer(options, channel, null, NullLogger.Instance) { BatchTrained = trained.Add })
+        {
+            await trainer.RunAsync(CancellationToken.None).WaitAsync(Deadline);
+            Assert.Equal(Steps, trainer.State.Step);
+        }
+
+        Assert.Equal(Enumerable.Range(1, Steps).Select(i => (long)i), trained.Select(b => b.Sequence));
+        Assert.Equal(produced.Order(), trained.SelectMany(b => b.Examples.Select(e => e.Id).Concat(b.FilteredIds)).Order());
+        // The first candidate is scored by the initial learner before any batch; every later one a step early.
+        Assert.Equal(0, trained[0].Diagnostics.LearnerStaleness);
+        Assert.All(trained.Skip(1), b => Assert.Equal(1, b.Diagnostics.LearnerStaleness));
+    }
+
+    [Fact]
     public async Task Killed_trainer_and_restarted_selection_resume_without_gap_or_repeat()
     {
         var prefix = TestNames.Unique("resume");

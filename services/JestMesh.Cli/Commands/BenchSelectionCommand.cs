@@ -126,21 +126,24 @@ internal static class BenchSelectionCommand
             result["sustained_uniform"] = served;
         }
 
-        // 3. Trainer data stall with JEST (learnability, joint, 16 chunks).
-        if (settings.TrainerSteps > 0)
+        // 3. Trainer data stall with JEST (learnability, joint, 16 chunks, gain 1 as in the demo):
+        // exact (each candidate scored by the learner that trains on its batch) and one step ahead.
+        for (var ahead = 0; settings.TrainerSteps > 0 && ahead <= 1; ahead++)
         {
-            await PublishAsync(publisher, connections.Topology, templates, "train", settings.TrainerSteps + 2, cancellationToken);
+            var job = $"train-{ahead}";
+            await PublishAsync(publisher, connections.Topology, templates, job, settings.TrainerSteps + 2, cancellationToken);
             var checkpoints = Path.Combine(Path.GetTempPath(), $"jm-bench-{Guid.NewGuid():N}");
             var options = new TrainerOptions
             {
                 SelectionAddress = $"http://127.0.0.1:{port}",
                 ApiKey = ApiKey,
-                Job = "train",
+                Job = job,
                 Policy = Policy.Learnability,
                 FilterRatio = settings.FilterRatio,
                 Chunks = 16,
-                Gain = 10,
+                Gain = 1,
                 Steps = settings.TrainerSteps,
+                ScoreAhead = ahead,
                 EvalEvery = 0,
                 CheckpointEvery = 1_000_000,
                 CheckpointDirectory = checkpoints,
@@ -148,11 +151,17 @@ internal static class BenchSelectionCommand
             using var channel = TrainerServiceExtensions.CreateChannel(options);
             using var trainer = new CuratedTrainer(options, channel, null, NullLogger.Instance);
             var selectionMs = new List<double>();
-            trainer.BatchTrained = batch => selectionMs.Add(batch.Diagnostics.SelectionMs);
+            var staleness = new List<long>();
+            trainer.BatchTrained = batch =>
+            {
+                selectionMs.Add(batch.Diagnostics.SelectionMs);
+                staleness.Add(batch.Diagnostics.LearnerStaleness);
+            };
             await trainer.RunAsync(cancellationToken);
             var stats = trainer.Stats;
-            result["trainer_jest"] = new Dictionary<string, object>
+            result[ahead == 0 ? "trainer_jest" : "trainer_jest_score_ahead_1"] = new Dictionary<string, object>
             {
+                ["score_ahead"] = ahead,
                 ["steps"] = stats.Steps,
                 ["wall_seconds"] = stats.WallSeconds,
                 ["wait_seconds"] = stats.WaitSeconds,
@@ -162,6 +171,7 @@ internal static class BenchSelectionCommand
                 ["data_stall_fraction"] = stats.StallFraction,
                 ["wait_ms_per_step"] = stats.WaitSeconds / Math.Max(1, stats.Steps - 1) * 1000,
                 ["selection_ms_mean"] = selectionMs.Count == 0 ? 0 : selectionMs.Average(),
+                ["learner_staleness_mean"] = staleness.Count == 0 ? 0 : staleness.Average(),
             };
             Directory.Delete(checkpoints, recursive: true);
         }
