@@ -131,6 +131,62 @@ public sealed class EndToEndTests(SelectionFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task Broker_restart_under_selection_loses_no_batch_and_repeats_none()
+    {
+        // A broker of its own (the shared one serves other test assemblies at the same time).
+        await using var privateBroker = await TestBroker.StartPrivateAsync(portOffset: 13);
+        var messaging = privateBroker.Options(TestNames.Unique("brk"));
+        await using var host = await SelectionHost.StartAsync(messaging, kestrel: true);
+        await using var broker = new BrokerClient(messaging);
+        var produced = new List<long>();
+        for (var i = 0; i < Steps; i++)
+        {
+            var scored = fixture.Feeder.Make("brk", i, N);
+            await ScoredFeeder.PublishAsync(broker.Publisher, broker.Topology, scored);
+            produced.AddRange(scored.Examples.Select(e => e.Id));
+        }
+
+        var options = Options(host.Port!.Value, "brk");
+        options.EvalEvery = 0;
+        var trained = new List<CuratedBatch>();
+        Task? restart = null;
+        int trainedWhileDown = -1, trainedWhenBack = -1;
+        using (var channel = TrainerServiceExtensions.CreateChannel(options))
+        using (var trainer = new CuratedTrainer(options, channel, null, NullLogger.Instance))
+        {
+            trainer.BatchTrained = batch =>
+            {
+                trained.Add(batch);
+                if (trained.Count == Steps / 3)
+                {
+                    // Mid-run, while Selection holds unacked super-batches and the session is open:
+                    // the trainer goes on only once the broker is down, and the broker comes back
+                    // while it is trying.
+                    privateBroker.StopAppAsync().GetAwaiter().GetResult();
+                    trainedWhileDown = trained.Count;
+                    restart = Task.Run(async () =>
+                    {
+                        await privateBroker.StartAppAsync();
+                        trainedWhenBack = trained.Count;
+                    });
+                }
+            };
+            await trainer.RunAsync(CancellationToken.None).WaitAsync(Deadline);
+            Assert.Equal(Steps, trainer.State.Step);
+        }
+        Assert.NotNull(restart);
+        await restart.Within(Deadline, "the broker restart to finish");
+        // The run really crossed the outage: training stopped with the broker and went on after it.
+        Assert.Equal(Steps / 3, trainedWhileDown);
+        Assert.InRange(trainedWhenBack, Steps / 3, Steps - 1);
+
+        Assert.Equal(Enumerable.Range(1, Steps).Select(i => (long)i), trained.Select(b => b.Sequence));
+        var accounted = trained.SelectMany(b => b.Examples.Select(e => e.Id).Concat(b.FilteredIds)).ToList();
+        Assert.Equal(produced.Count, accounted.Count);
+        Assert.Equal(produced.Order(), accounted.Order());
+    }
+
+    [Fact]
     public async Task Killed_trainer_and_restarted_selection_resume_without_gap_or_repeat()
     {
         var prefix = TestNames.Unique("resume");
