@@ -1,15 +1,7 @@
-using System.Globalization;
 using JestMesh.Data;
-using JestMesh.Ingest;
-using JestMesh.Models;
 using JestMesh.Protos.V1;
-using JestMesh.Scoring;
 using JestMesh.Selection.Tests;
 using JestMesh.TestKit;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging.Abstractions;
-using TorchSharp;
 
 namespace JestMesh.Trainer.Tests;
 
@@ -27,26 +19,10 @@ public sealed class PipelineTests : IDisposable
         using var spans = new SpanRecorder();
         var messaging = TestBroker.Shared().Options(TestNames.Unique("pipeline"));
         var data = PairDataset.Build(new DataOptions { Seed = 0 });
-        var reference = Path.Combine(_root, "reference");
-        torch.random.manual_seed(1234);
-        using (var model = SiglipModel.Create(new ModelConfig(), torch.CPU))
-        {
-            ModelCheckpoint.Save(reference, model, new CheckpointMetadata { DataFingerprint = data.Fingerprint });
-        }
-
-        await using var selection = await SelectionHost.StartAsync(messaging, kestrel: true);
-        var scoringSettings = PipelineHosts.Settings(messaging);
-        scoringSettings["Scoring:ReferenceDirectory"] = reference;
-        scoringSettings["Scoring:Device"] = "cpu";
-        scoringSettings["Scoring:ExpectedDataFingerprint"] = data.Fingerprint;
-        await using var scoring = await StartAsync("JestMesh.Scoring", scoringSettings, b => b.AddScoringServices());
-        var ingestSettings = PipelineHosts.Settings(messaging);
-        ingestSettings["Ingest:Job"] = "pipe";
-        ingestSettings["Ingest:SuperBatchSize"] = N.ToString(CultureInfo.InvariantCulture);
-        ingestSettings["Ingest:MaxSuperBatches"] = SuperBatches.ToString(CultureInfo.InvariantCulture);
-        ingestSettings["Ingest:DataSeed"] = "0";
-        await using var ingest = await StartAsync("JestMesh.Ingest", ingestSettings, b => b.AddIngestServices());
-        var produced = await ingest.Services.GetRequiredService<IngestWorker>().Completion.WaitAsync(TimeSpan.FromMinutes(2));
+        var reference = PipelineHosts.SaveUntrainedReference(Path.Combine(_root, "reference"), data, seed: 1234);
+        await using var pipeline = await PipelineHosts.StartAsync(_root, messaging, reference, data, "pipe", N, SuperBatches);
+        var produced = pipeline.Produced;
+        var selection = pipeline.Selection;
 
         var options = new TrainerOptions
         {
@@ -62,12 +38,7 @@ public sealed class PipelineTests : IDisposable
             EvalEvery = 0,
             CheckpointDirectory = Path.Combine(_root, "trainer"),
         };
-        var trained = new List<CuratedBatch>();
-        using (var channel = TrainerServiceExtensions.CreateChannel(options))
-        using (var trainer = new CuratedTrainer(options, channel, null, NullLogger.Instance) { BatchTrained = trained.Add })
-        {
-            await trainer.RunAsync(CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(3));
-        }
+        var trained = await PipelineHosts.TrainAsync(options);
 
         var accounted = trained.SelectMany(b => b.Examples.Select(e => e.Id).Concat(b.FilteredIds)).ToList();
         Assert.Equal(produced.ExampleIds.Count, accounted.Count);
@@ -77,9 +48,6 @@ public sealed class PipelineTests : IDisposable
         Assert.Equal(SuperBatches, stepTraces.Distinct().Count());
         Assert.All(stepTraces, t => Assert.Contains(t, ingestTraces));
     }
-
-    private Task<WebApplication> StartAsync(string name, Dictionary<string, string?> settings, Action<WebApplicationBuilder> add) =>
-        PipelineHosts.StartAsync(_root, name, settings, add);
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
 }
