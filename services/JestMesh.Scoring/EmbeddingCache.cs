@@ -16,8 +16,11 @@ public sealed class EmbeddingCache
     private readonly float[] _image;
     private readonly float[] _text;
     private readonly Lock _gate = new();
+    private readonly Lock _saveGate = new();
     private int _next;
     private int _count;
+    private long _version;
+    private long _savedVersion;
 
     public EmbeddingCache(int capacity, int dim)
     {
@@ -90,37 +93,79 @@ public sealed class EmbeddingCache
             }
             _ids[slot] = id;
             _slots[id] = slot;
+            _version++;
             image.CopyTo(_image.AsSpan(slot * Dim, Dim));
             text.CopyTo(_text.AsSpan(slot * Dim, Dim));
             _next = (slot + 1) % Capacity;
         }
     }
 
-    /// <summary>Writes the cache, tagged with the checkpoint hash, atomically (temp file + rename).</summary>
+    /// <summary>True when entries were added since the last <see cref="Save"/> (or load).</summary>
+    public bool HasUnsavedChanges
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _version != _savedVersion;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Writes the cache, tagged with the checkpoint hash, atomically (temp file + rename). The rows
+    /// are copied under the lock and written outside it, so scoring goes on while the file is written.
+    /// </summary>
     public void Save(string path, string checkpointSha256)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var temp = path + ".tmp";
+        // One writer at a time (the periodic save and the one at stop share the temp file).
+        lock (_saveGate)
+        {
+            SaveLocked(path, checkpointSha256);
+        }
+    }
+
+    private void SaveLocked(string path, string checkpointSha256)
+    {
+        long[] ids;
+        float[] image, text;
+        long version;
         lock (_gate)
         {
-            using (var stream = File.Create(temp))
-            using (var writer = new BinaryWriter(stream, Encoding.UTF8))
+            // Oldest first, so a reload keeps the eviction order.
+            ids = new long[_count];
+            image = new float[(long)_count * Dim];
+            text = new float[(long)_count * Dim];
+            var start = _count == Capacity ? _next : 0;
+            for (var k = 0; k < _count; k++)
             {
-                writer.Write(Magic);
-                writer.Write(checkpointSha256);
-                writer.Write(Dim);
-                writer.Write(_count);
-                // Oldest first, so a reload keeps the eviction order.
-                var start = _count == Capacity ? _next : 0;
-                for (var k = 0; k < _count; k++)
-                {
-                    var slot = (start + k) % Math.Max(1, Capacity);
-                    writer.Write(_ids[slot]);
-                    writer.Write(MemoryMarshal.AsBytes(_image.AsSpan(slot * Dim, Dim)));
-                    writer.Write(MemoryMarshal.AsBytes(_text.AsSpan(slot * Dim, Dim)));
-                }
+                var slot = (start + k) % Math.Max(1, Capacity);
+                ids[k] = _ids[slot];
+                _image.AsSpan(slot * Dim, Dim).CopyTo(image.AsSpan(k * Dim, Dim));
+                _text.AsSpan(slot * Dim, Dim).CopyTo(text.AsSpan(k * Dim, Dim));
             }
-            File.Move(temp, path, overwrite: true);
+            version = _version;
+        }
+        var temp = path + ".tmp";
+        using (var stream = File.Create(temp))
+        using (var writer = new BinaryWriter(stream, Encoding.UTF8))
+        {
+            writer.Write(Magic);
+            writer.Write(checkpointSha256);
+            writer.Write(Dim);
+            writer.Write(ids.Length);
+            for (var k = 0; k < ids.Length; k++)
+            {
+                writer.Write(ids[k]);
+                writer.Write(MemoryMarshal.AsBytes(image.AsSpan(k * Dim, Dim)));
+                writer.Write(MemoryMarshal.AsBytes(text.AsSpan(k * Dim, Dim)));
+            }
+        }
+        File.Move(temp, path, overwrite: true);
+        lock (_gate)
+        {
+            _savedVersion = Math.Max(_savedVersion, version);
         }
     }
 
@@ -155,6 +200,10 @@ public sealed class EmbeddingCache
             reader.BaseStream.ReadExactly(MemoryMarshal.AsBytes(image.AsSpan()));
             reader.BaseStream.ReadExactly(MemoryMarshal.AsBytes(text.AsSpan()));
             Add(id, image, text);
+        }
+        lock (_gate)
+        {
+            _savedVersion = _version;
         }
         return $"loaded {count} cached embeddings from {path}";
     }

@@ -27,6 +27,13 @@ public sealed class ScoringOptions
     /// <summary>File the cache is loaded from at start and saved to at stop (empty: not persisted).</summary>
     public string CachePath { get; set; } = "";
 
+    /// <summary>
+    /// How often new cache entries are also saved while running, so a crash or a killed pod loses at
+    /// most this much reference work (00:00:00: only at a graceful stop).
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "24:00:00")]
+    public TimeSpan CacheSaveInterval { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Refuse super-batches whose data fingerprint differs (empty: accept any).</summary>
     public string ExpectedDataFingerprint { get; set; } = "";
 }

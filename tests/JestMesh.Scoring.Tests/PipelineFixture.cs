@@ -71,13 +71,17 @@ public sealed class PipelineFixture : IDisposable
     };
 
     /// <summary>The real Scoring host (hosted consumer, DI, health) on a TestServer.</summary>
-    public async Task<WebApplication> StartScoringAsync(MessagingOptions messaging, int cacheCapacity = 100_000, string cachePath = "", string device = "cpu")
+    public async Task<WebApplication> StartScoringAsync(MessagingOptions messaging, int cacheCapacity = 100_000, string cachePath = "", string device = "cpu", TimeSpan? cacheSaveInterval = null)
     {
         var settings = MessagingSettings(messaging);
         settings["Scoring:ReferenceDirectory"] = CheckpointDirectory;
         settings["Scoring:Device"] = device;
         settings["Scoring:CacheCapacity"] = cacheCapacity.ToString(CultureInfo.InvariantCulture);
         settings["Scoring:CachePath"] = cachePath;
+        if (cacheSaveInterval is { } interval)
+        {
+            settings["Scoring:CacheSaveInterval"] = interval.ToString("c", CultureInfo.InvariantCulture);
+        }
         settings["Scoring:ExpectedDataFingerprint"] = Data.Fingerprint;
         var builder = HostBuilder("JestMesh.Scoring", settings);
         builder.AddServiceDefaults();

@@ -236,6 +236,45 @@ public sealed class PipelineTests(PipelineFixture fixture)
     }
 
     [Fact]
+    public async Task Cache_is_saved_while_scoring_runs_so_a_crash_keeps_the_reference_work()
+    {
+        var options = TestBroker.Shared().Options(TestNames.Unique("cache-save"));
+        await using var client = new BrokerClient(options);
+        await client.Connections.DeclareTopologyAsync(CancellationToken.None);
+        var sink = await ScoredSink.StartAsync(client);
+        var path = Path.Combine(Path.GetTempPath(), $"jm-cache-{Guid.NewGuid():N}.bin");
+        try
+        {
+            await using var scoring = await fixture.StartScoringAsync(options, cachePath: path, cacheSaveInterval: TimeSpan.FromMilliseconds(200));
+            var (ingest, worker) = await PipelineFixture.StartIngestAsync(options, "job-c", superBatchSize: 128, superBatches: 3);
+            await using var _ = ingest;
+            var produced = await worker.Completion.Within(Deadline, "ingest to publish 3 super-batches");
+            await Eventually.WaitUntilAsync(() => sink.Batches.Count == 3, Deadline, "3 scored super-batches");
+
+            // Still running (never stopped): the file on disk must hold every embedding computed.
+            var reloaded = new EmbeddingCache(10_000, fixture.Metadata.Dim);
+            await Eventually.WaitUntilAsync(() =>
+            {
+                if (!File.Exists(path))
+                {
+                    return false;
+                }
+                var fresh = new EmbeddingCache(10_000, fixture.Metadata.Dim);
+                fresh.Load(path, fixture.Metadata.Sha256);
+                reloaded = fresh;
+                return fresh.Count == produced.ExampleIds.Count;
+            }, Deadline, "the periodic save to hold all 384 embeddings");
+            var image = new float[fixture.Metadata.Dim];
+            var text = new float[fixture.Metadata.Dim];
+            Assert.All(produced.ExampleIds, id => Assert.True(reloaded.TryGet(id, image, text), $"example {id} in the saved cache"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public async Task Warm_cache_serves_the_same_embeddings_and_mixes_with_fresh_ones()
     {
         using var embedder = await ReferenceEmbedder.LoadAsync(fixture.CheckpointDirectory, "cpu", 512);
