@@ -85,7 +85,7 @@ public sealed partial class ConfirmedPublisher : IAsyncDisposable
             catch (PublishReturnException ex)
             {
                 activity?.SetStatus(ActivityStatusCode.Error, "unroutable");
-                throw new InvalidOperationException(
+                throw new PublishUnroutableException(
                     $"Message {message.MessageId} to exchange '{message.Exchange}' with routing key '{message.RoutingKey}' was returned unroutable ({ex.ReplyText}): is the topology declared?", ex);
             }
             catch (PublishException ex) when (!ex.IsReturn)

@@ -19,3 +19,13 @@ public sealed class PublishRejectedException : Exception
 
     public PublishRejectedException(string message, Exception innerException) : base(message, innerException) { }
 }
+
+/// <summary>The broker returned a mandatory publish as unroutable: its queue or exchange does not exist.</summary>
+public sealed class PublishUnroutableException : InvalidOperationException
+{
+    public PublishUnroutableException() : base("publish returned unroutable") { }
+
+    public PublishUnroutableException(string message) : base(message) { }
+
+    public PublishUnroutableException(string message, Exception innerException) : base(message, innerException) { }
+}

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Grpc.Core;
+using JestMesh.Messaging;
 using JestMesh.Protos.V1;
 using Microsoft.Extensions.Options;
 
@@ -274,7 +275,18 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
             SelectionTelemetry.Staleness.Record(batchesAhead);
             // Recording must not be abandoned half-way by a client that goes away: the batch is
             // either in the log (and will be replayed) or not (and the super-batch is redelivered).
-            await _store.RecordAsync(session, batch, CancellationToken.None);
+            try
+            {
+                await _store.RecordAsync(session, batch, CancellationToken.None);
+            }
+            catch (Exception ex) when (ex is PublishRejectedException or PublishUnroutableException)
+            {
+                // The broker refused the record or had no log to put it in, so it is not in the log:
+                // the super-batch goes back to the job's feed, the session keeps its sequence, and
+                // the client retries.
+                delivery.Feed.Return(delivery);
+                throw new RpcException(new Status(StatusCode.Unavailable, $"the batch log refused batch {batch.Sequence} of session {session.Id}: {ex.Message}; reconnect and resume."));
+            }
             span = activity?.Context ?? default;
         }
         await delivery.Feed.AckAsync(delivery);
@@ -344,7 +356,14 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
         SessionState session;
         if (string.IsNullOrEmpty(open.SessionId))
         {
-            session = await _store.CreateAsync(open, learnerFree, cancellationToken);
+            try
+            {
+                session = await _store.CreateAsync(open, learnerFree, cancellationToken);
+            }
+            catch (Exception ex) when (ex is PublishRejectedException or PublishUnroutableException)
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, $"the batch log refused the new session's record: {ex.Message}; retry."));
+            }
             LogOpened(_logger, session.Id, session.Job, session.Settings.Policy);
         }
         else

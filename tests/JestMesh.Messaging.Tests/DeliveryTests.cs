@@ -178,7 +178,7 @@ public sealed class DeliveryTests : IAsyncLifetime
     [Fact]
     public async Task Unroutable_publish_fails_with_a_message_naming_the_destination()
     {
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+        var error = await Assert.ThrowsAsync<PublishUnroutableException>(() =>
             _client.Publisher.PublishAsync(OutgoingMessage.ToQueue("no-such-queue-" + Guid.NewGuid().ToString("N"), "x", new byte[] { 1 }), CancellationToken.None));
         Assert.Contains("no-such-queue-", error.Message, StringComparison.Ordinal);
     }

@@ -2,6 +2,7 @@ using Grpc.Core;
 using Grpc.Health.V1;
 using JestMesh.Protos.V1;
 using JestMesh.TestKit;
+using Microsoft.Extensions.DependencyInjection;
 using CurationClient = JestMesh.Protos.V1.Curation.CurationClient;
 
 namespace JestMesh.Selection.Tests;
@@ -232,6 +233,55 @@ public sealed class ProtocolTests(SelectionFixture fixture)
         // Nothing was recorded from the cancelled session: a learner-free session of the job now gets all three.
         using var stream = client.StreamBatches(new StreamBatchesRequest { Session = Sessions.Open("job", Policy.Uniform), MaxBatches = 3 }, SelectionHost.Auth());
         var ids = new List<string>();
+        while (await stream.ResponseStream.MoveNext().WaitAsync(Deadline))
+        {
+            ids.Add(stream.ResponseStream.Current.SuperBatchId);
+        }
+        Assert.Equal(published.Select(p => p.Id).Order(), ids.Order());
+    }
+
+    [Fact]
+    public async Task A_batch_the_log_cannot_take_is_not_sent_and_its_super_batch_goes_to_the_next_session()
+    {
+        var options = fixture.Broker.Options(TestNames.Unique("nolog"));
+        await using var host = await SelectionHost.StartAsync(options);
+        await using var broker = new BrokerClient(options);
+        var published = await TestData.PublishAsync(fixture.Feeder, broker, "job", 3, N);
+        var log = host.Services.GetRequiredService<BatchLog>();
+        using var channel = host.Channel();
+        var client = new CurationClient(channel);
+        var first = new List<CuratedBatch>();
+        using (var call = client.StreamBatches(new StreamBatchesRequest { Session = Sessions.Open("job", Policy.Uniform), MaxBatches = 1 }, SelectionHost.Auth()))
+        {
+            while (await call.ResponseStream.MoveNext().WaitAsync(Deadline))
+            {
+                first.Add(call.ResponseStream.Current);
+            }
+        }
+        var connection = await broker.Connections.PublishConnectionAsync(CancellationToken.None);
+        await using (var admin = await connection.CreateChannelAsync())
+        {
+            // An operator deletes the batch log: the session's next record has nowhere durable to go.
+            await admin.QueueDeleteAsync(log.Name, ifUnused: false, ifEmpty: false);
+        }
+        var resume = Sessions.Open("job", Policy.Uniform);
+        resume.SessionId = first[0].SessionId;
+        resume.Cursor = 1;
+        var error = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            using var call = client.StreamBatches(new StreamBatchesRequest { Session = resume, MaxBatches = 2 }, SelectionHost.Auth());
+            while (await call.ResponseStream.MoveNext().WaitAsync(Deadline))
+            {
+                Assert.Fail($"batch {call.ResponseStream.Current.Sequence} was sent without being recorded");
+            }
+        });
+        Assert.True(error.StatusCode == StatusCode.Unavailable, $"{error.StatusCode}: {error.Status.Detail}");
+        Assert.Contains("batch log refused batch 2", error.Status.Detail, StringComparison.Ordinal);
+
+        // With the log back, a new session gets the other two super-batches: none was lost or half-used.
+        await log.DeclareAsync(CancellationToken.None);
+        using var stream = client.StreamBatches(new StreamBatchesRequest { Session = Sessions.Open("job", Policy.Uniform), MaxBatches = 2 }, SelectionHost.Auth());
+        var ids = new List<string> { first[0].SuperBatchId };
         while (await stream.ResponseStream.MoveNext().WaitAsync(Deadline))
         {
             ids.Add(stream.ResponseStream.Current.SuperBatchId);
