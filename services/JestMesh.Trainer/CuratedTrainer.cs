@@ -188,7 +188,8 @@ public sealed partial class CuratedTrainer : IDisposable
                 case CurateResponse.KindOneofCase.Batch:
                     if (!response.Batch.Replayed)
                     {
-                        outstanding--;
+                        // Learner-free policies send batches without candidates: never below zero.
+                        outstanding = Math.Max(0, outstanding - 1);
                     }
                     // Trainer:ScoreAhead: score the next candidates with the learner as it is now,
                     // before this step, so Selection picks their batches while this one trains.

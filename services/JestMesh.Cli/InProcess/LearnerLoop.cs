@@ -245,15 +245,15 @@ internal static class LearnerLoop
 
                     cacheMs = cacheClock.Elapsed.TotalMilliseconds;
                     metrics.ReferenceCacheSeconds += cacheMs / 1000;
-                    var ri = new float[n * dim];
-                    var rt = new float[n * dim];
+                    var ri = new float[n * dimension];
+                    var rt = new float[n * dimension];
                     for (var i = 0; i < n; i++)
                     {
-                        refImage.AsSpan((int)superIdx[i] * dim, dim).CopyTo(ri.AsSpan(i * dim));
-                        refText.AsSpan((int)superIdx[i] * dim, dim).CopyTo(rt.AsSpan(i * dim));
+                        refImage.AsSpan((int)superIdx[i] * dimension, dimension).CopyTo(ri.AsSpan(i * dimension));
+                        refText.AsSpan((int)superIdx[i] * dimension, dimension).CopyTo(rt.AsSpan(i * dimension));
                     }
 
-                    referenceView = new ContrastiveEmbeddings(ri, rt, n, dim, refAlpha, refBeta);
+                    referenceView = new ContrastiveEmbeddings(ri, rt, n, dimension, refAlpha, refBeta);
                 }
 
                 var selectClock = Stopwatch.StartNew();
