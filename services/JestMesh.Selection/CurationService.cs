@@ -63,12 +63,19 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
         while (request.MaxBatches == 0 || sent < request.MaxBatches)
         {
             var delivery = await feed.TakeAsync(token);
-            var (batch, span) = await SelectAndRecordAsync(session, delivery, null, 0, token);
+            var (batch, span, acked) = await SelectAndRecordAsync(session, delivery, null, 0, token);
             // WriteAsync completes only when HTTP/2 flow control lets the batch go: a slow client
             // stops this loop, and with it the feed's prefetch and the broker.
-            using (StartSend(batch, span))
+            try
             {
-                await responseStream.WriteAsync(batch, token);
+                using (StartSend(batch, span))
+                {
+                    await responseStream.WriteAsync(batch, token);
+                }
+            }
+            finally
+            {
+                await acked;
             }
             sent++;
         }
@@ -176,12 +183,19 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
                         {
                             throw BatchSelector.Invalid($"scores.super_batch_id '{request.Scores.SuperBatchId}' is not the oldest candidate in flight, '{expected?.Batch.Id}'.");
                         }
-                        var (batch, span) = await SelectAndRecordAsync(session, expected, request.Scores, sent - acked, token);
+                        var (batch, span, superBatchAcked) = await SelectAndRecordAsync(session, expected, request.Scores, sent - acked, token);
                         inFlight.Dequeue();
                         sent = batch.Sequence;
-                        using (StartSend(batch, span))
+                        try
                         {
-                            await responses.WriteAsync(new CurateResponse { Batch = batch }, token);
+                            using (StartSend(batch, span))
+                            {
+                                await responses.WriteAsync(new CurateResponse { Batch = batch }, token);
+                            }
+                        }
+                        finally
+                        {
+                            await superBatchAcked;
                         }
                         break;
                     default:
@@ -219,11 +233,18 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
             if (sent - acked < _options.BatchesAhead)
             {
                 var delivery = await feed.TakeAsync(token);
-                var (batch, span) = await SelectAndRecordAsync(session, delivery, null, sent - acked, token);
+                var (batch, span, superBatchAcked) = await SelectAndRecordAsync(session, delivery, null, sent - acked, token);
                 sent = batch.Sequence;
-                using (StartSend(batch, span))
+                try
                 {
-                    await responses.WriteAsync(new CurateResponse { Batch = batch }, token);
+                    using (StartSend(batch, span))
+                    {
+                        await responses.WriteAsync(new CurateResponse { Batch = batch }, token);
+                    }
+                }
+                finally
+                {
+                    await superBatchAcked;
                 }
                 continue;
             }
@@ -249,7 +270,7 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
     }
 
     /// <summary>Selects, records (confirmed), then acks the super-batch: the order that makes a crash at any point safe.</summary>
-    private async Task<(CuratedBatch Batch, ActivityContext Span)> SelectAndRecordAsync(SessionState session, Delivery delivery, LearnerScores? scores, long batchesAhead, CancellationToken token)
+    private async Task<(CuratedBatch Batch, ActivityContext Span, Task Acked)> SelectAndRecordAsync(SessionState session, Delivery delivery, LearnerScores? scores, long batchesAhead, CancellationToken token)
     {
         CuratedBatch batch;
         ActivityContext span;
@@ -289,8 +310,9 @@ public sealed partial class CurationService : Protos.V1.Curation.CurationBase
             }
             span = activity?.Context ?? default;
         }
-        await delivery.Feed.AckAsync(delivery);
-        return (batch, span);
+        // Recorded, so the super-batch may be acked; the ack runs while the batch is sent rather
+        // than before it (it is not on the learner's critical path). Callers await it after sending.
+        return (batch, span, delivery.Feed.AckAsync(delivery));
     }
 
     private static Activity? StartSend(CuratedBatch batch, ActivityContext parent = default)
