@@ -281,7 +281,7 @@ public sealed partial class CuratedTrainer : IDisposable
         if (_evaluator is not null && _options.EvalEvery > 0 && _state.Step % _options.EvalEvery == 0)
         {
             var result = _evaluator.Evaluate(_model);
-            _state.Evals.Add(new EvalPoint(_state.Step, result.ZeroShotAccuracy, result.RecallAt1));
+            _state.Evals.Add(EvalPoint.At(_state.Step, result));
             LogEvaluated(_logger, _state.Step, result.ZeroShotAccuracy, result.RecallAt1);
         }
         if (_state.Step % _options.CheckpointEvery == 0)

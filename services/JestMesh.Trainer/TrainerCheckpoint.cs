@@ -3,9 +3,6 @@ using JestMesh.Models;
 
 namespace JestMesh.Trainer;
 
-/// <summary>One evaluation of the learner.</summary>
-public sealed record EvalPoint(int Step, double ZeroShotAccuracy, double RecallAt1);
-
 /// <summary>What a trainer checkpoint records besides weights and optimiser: where training stands in its session.</summary>
 public sealed record TrainerState
 {

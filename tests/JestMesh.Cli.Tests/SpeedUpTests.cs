@@ -1,3 +1,4 @@
+using JestMesh.Models;
 using JestMesh.Cli.InProcess;
 
 namespace JestMesh.Cli.Tests;

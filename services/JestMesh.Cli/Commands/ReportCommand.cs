@@ -1,3 +1,4 @@
+using JestMesh.Models;
 using System.CommandLine;
 using System.Globalization;
 using System.Text;

@@ -1,3 +1,5 @@
+using JestMesh.Models;
+
 namespace JestMesh.Cli.Demo;
 
 /// <summary>
@@ -14,10 +16,10 @@ internal static class MatchUniform
     /// <summary>The step at which <paramref name="run"/> reaches <paramref name="target"/>, or null if it never does.</summary>
     public static int? Step(IReadOnlyList<EvalRow> run, double target) => InProcess.SpeedUp.ReachStep(Points(run), target);
 
-    private static List<InProcess.EvalPoint> Points(IReadOnlyList<EvalRow> evals)
+    private static List<EvalPoint> Points(IReadOnlyList<EvalRow> evals)
     {
         ArgumentNullException.ThrowIfNull(evals);
-        return evals.Select(e => new InProcess.EvalPoint(e.Step, e.ZeroShotAcc, e.RAt1, double.NaN)).ToList();
+        return evals.Select(e => new EvalPoint(e.Step, e.ZeroShotAcc, e.RAt1)).ToList();
     }
 }
 

@@ -412,7 +412,7 @@ internal sealed partial class DemoRunner(DemoOptions options, Repo repo) : IAsyn
         var state = Path.Combine(checkpointDirectory, File.ReadAllText(pointer).Trim(), "state.json");
         using var doc = JsonDocument.Parse(File.ReadAllText(state));
         var evals = doc.RootElement.GetProperty("Evals").EnumerateArray()
-            .Select(e => new EvalRow(e.GetProperty("Step").GetInt32(), e.GetProperty("ZeroShotAccuracy").GetDouble(), e.GetProperty("RecallAt1").GetDouble()))
+            .Select(e => new EvalRow(e.GetProperty("step").GetInt32(), e.GetProperty("zero_shot_acc").GetDouble(), e.GetProperty("r_at_1").GetDouble()))
             .ToList();
         return evals.Count > 0 ? evals : throw new InvalidDataException($"{state} holds no evaluations.");
     }

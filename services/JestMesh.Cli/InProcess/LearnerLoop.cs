@@ -298,7 +298,7 @@ internal static class LearnerLoop
                 if (step % s.EvalEvery == 0 || step == s.Steps)
                 {
                     var e = evaluator.Evaluate(learner);
-                    metrics.Eval.Add(new EvalPoint(step, e.ZeroShotAccuracy, e.RecallAt1, e.RecallAt1Exact));
+                    metrics.Eval.Add(EvalPoint.At(step, e));
                     var window = metrics.SwappedShare.Skip(windowStart).Average();
                     metrics.SwappedShareOverTime.Add(new WindowPoint(step, window));
                     windowStart = step;

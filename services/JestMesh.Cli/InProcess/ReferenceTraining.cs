@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json.Serialization;
 using JestMesh.Data;
 using JestMesh.Models;
 using static TorchSharp.torch;
@@ -13,13 +12,6 @@ internal sealed record ReferenceSettings(DataOptions Data, int Epochs, int Batch
 internal sealed record ReferenceMetrics(
     string DataFingerprint, int Epochs, int Steps, int BatchSize, double LearningRate, int Seed, int Threads,
     List<EvalPoint> Eval, List<float> Loss, double SwappedAuroc, double WallSeconds);
-
-/// <summary>One evaluation on the test set.</summary>
-internal sealed record EvalPoint(
-    int Step,
-    double ZeroShotAcc,
-    [property: JsonPropertyName("r_at_1")] double RAt1,
-    [property: JsonPropertyName("r_at_1_exact")] double RAt1Exact);
 
 /// <summary>Trains the reference on the curated set and writes its checkpoint and metrics.</summary>
 internal static class ReferenceTraining
@@ -61,7 +53,7 @@ internal static class ReferenceTraining
                 }
 
                 var e = evaluator.Evaluate(model);
-                evals.Add(new EvalPoint(trainer.Step, e.ZeroShotAccuracy, e.RecallAt1, e.RecallAt1Exact));
+                evals.Add(EvalPoint.At(trainer.Step, e));
                 report(trainer.Step, $"epoch {epoch + 1}: zero-shot {e.ZeroShotAccuracy:P1}, R@1 {e.RecallAt1:P1}");
             }
 

@@ -1,3 +1,5 @@
+using JestMesh.Models;
+
 namespace JestMesh.Cli.InProcess;
 
 /// <summary>
