@@ -99,7 +99,7 @@ public static class CurationStep
             {
                 throw new InvalidCurationInputException($"{learnerField}.per_example_losses has {losses.Length} values for {n} candidates.");
             }
-            if (!AllFinite(losses))
+            if (!Finite.All(losses))
             {
                 throw new InvalidCurationInputException($"{learnerField}.per_example_losses contains NaN or infinity.");
             }
@@ -121,18 +121,6 @@ public static class CurationStep
             RequireNormalisedRows(view.Text.Span, n, view.Dim, $"{learnerField}.text_embeddings");
         }
         return ScoreSources.SigmoidContrastive(settings.Policy, view, reference);
-    }
-
-    private static bool AllFinite(float[] values)
-    {
-        foreach (var v in values)
-        {
-            if (!float.IsFinite(v))
-            {
-                return false;
-            }
-        }
-        return true;
     }
 
     private static SelectionStats Stats(IScoreSource source, SelectionResult result, int chunkSize)

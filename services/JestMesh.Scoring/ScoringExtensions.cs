@@ -1,3 +1,4 @@
+using JestMesh.Learning;
 using JestMesh.Messaging;
 using JestMesh.ServiceDefaults;
 using Microsoft.Extensions.Options;
@@ -32,6 +33,7 @@ public static partial class ScoringExtensions
             }
             return cache;
         });
+        builder.Services.AddSingleton(services => new ReferenceScorer(services.GetRequiredService<ReferenceEmbedder>(), services.GetRequiredService<EmbeddingCache>()));
         builder.Services.AddSingleton<SuperBatchScorer>();
         builder.Services.AddSingleton<ScoringProcessor>();
         builder.Services.AddSingleton<ScoringWorker>();

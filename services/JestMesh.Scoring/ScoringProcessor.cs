@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Google.Protobuf;
 using JestMesh.Messaging;
+using JestMesh.Protos;
 using JestMesh.Protos.V1;
 
 namespace JestMesh.Scoring;
@@ -29,14 +30,14 @@ public sealed class ScoringProcessor
     public async Task HandleAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
-        using var activity = SuperBatchScorer.Source.StartActivity("scoring.process", ActivityKind.Internal, parentContext: default,
+        using var activity = SuperBatchScorer.Source.StartActivity(Telemetry.Spans.ScoringProcess, ActivityKind.Internal, parentContext: default,
             links: message.ProducerContext == default ? null : [new ActivityLink(message.ProducerContext)]);
         var batch = _scorer.Parse(message.MessageId, message.Body.Span);
-        activity?.SetTag("jestmesh.superbatch.id", batch.Id);
-        activity?.SetTag("jestmesh.superbatch.size", batch.Examples.Count);
+        activity?.SetTag(Telemetry.Attributes.SuperBatchId, batch.Id);
+        activity?.SetTag(Telemetry.Attributes.SuperBatchSize, batch.Examples.Count);
         var scored = await _scorer.ScoreAsync(batch);
-        activity?.SetTag("jestmesh.scoring.cache_hits", scored.CacheHits);
-        using var publish = SuperBatchScorer.Source.StartActivity("scoring.publish");
+        activity?.SetTag(Telemetry.Attributes.CacheHits, scored.CacheHits);
+        using var publish = SuperBatchScorer.Source.StartActivity(Telemetry.Spans.ScoringPublish);
         await _publisher.PublishAsync(
             new OutgoingMessage("", _connections.Topology.Scored, ScoredMessageId(batch.Id), scored.ToByteArray()) { Type = ScoredSuperBatch.Descriptor.FullName },
             cancellationToken);

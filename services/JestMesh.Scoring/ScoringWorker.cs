@@ -1,3 +1,4 @@
+using JestMesh.Learning;
 using JestMesh.Messaging;
 using Microsoft.Extensions.Options;
 

@@ -1,41 +1,41 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Google.Protobuf;
-using JestMesh.Data;
+using JestMesh.Learning;
 using JestMesh.Messaging;
+using JestMesh.Protos;
 using JestMesh.Protos.V1;
 using Microsoft.Extensions.Options;
 
 namespace JestMesh.Scoring;
 
 /// <summary>
-/// Reference embeddings for a super-batch: from the cache where present, from the model (batched,
-/// no grad, on its own thread) for the rest, checked for NaN, packed as tensors in a ScoredSuperBatch.
+/// The Scoring host's adapter of the learning core's <see cref="ReferenceScorer"/>: parses and checks a
+/// super-batch, scores it (cache first, the model for misses) and packs the rows in a ScoredSuperBatch.
 /// </summary>
 public sealed partial class SuperBatchScorer
 {
-    public const string TelemetryName = "JestMesh.Scoring";
+    public const string TelemetryName = Telemetry.Sources.Scoring;
     public static readonly ActivitySource Source = new(TelemetryName);
     private static readonly Meter Meter = new(TelemetryName);
-    private static readonly Counter<long> Examples = Meter.CreateCounter<long>("jestmesh.scoring.examples", "{example}", "Examples scored.");
-    private static readonly Counter<long> CacheHits = Meter.CreateCounter<long>("jestmesh.scoring.cache_hits", "{example}", "Examples served from the embedding cache.");
-    private static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("jestmesh.scoring.superbatch.duration", "ms", "Scoring time per super-batch (without the publish).");
+    private static readonly Counter<long> Examples = Meter.CreateCounter<long>(Telemetry.Metrics.ScoringExamples, "{example}", "Examples scored.");
+    private static readonly Counter<long> CacheHits = Meter.CreateCounter<long>(Telemetry.Metrics.ScoringCacheHits, "{example}", "Examples served from the embedding cache.");
+    private static readonly Histogram<double> Duration = Meter.CreateHistogram<double>(Telemetry.Metrics.ScoringDuration, "ms", "Scoring time per super-batch (without the publish).");
 
-    private readonly ReferenceEmbedder _embedder;
-    private readonly EmbeddingCache _cache;
+    private readonly ReferenceScorer _reference;
     private readonly ScoringOptions _options;
     private readonly ILogger<SuperBatchScorer> _logger;
 
-    public SuperBatchScorer(ReferenceEmbedder embedder, EmbeddingCache cache, IOptions<ScoringOptions> options, ILogger<SuperBatchScorer> logger)
+    public SuperBatchScorer(ReferenceScorer reference, IOptions<ScoringOptions> options, ILogger<SuperBatchScorer> logger)
     {
+        ArgumentNullException.ThrowIfNull(reference);
         ArgumentNullException.ThrowIfNull(options);
-        _embedder = embedder;
-        _cache = cache;
+        _reference = reference;
         _options = options.Value;
         _logger = logger;
     }
 
-    public EmbeddingCache Cache => _cache;
+    public EmbeddingCache Cache => _reference.Cache;
 
     /// <summary>Parses and checks a super-batch; anything wrong is a <see cref="PoisonMessageException"/> with the reason.</summary>
     public SuperBatch Parse(string messageId, ReadOnlySpan<byte> body)
@@ -51,7 +51,7 @@ public sealed partial class SuperBatchScorer
         }
         try
         {
-            batch.Validate(_embedder.VocabularySize, _embedder.MaxTokens);
+            batch.Validate(_reference.Embedder.VocabularySize, _reference.Embedder.MaxTokens);
         }
         catch (InvalidDataException ex)
         {
@@ -65,83 +65,56 @@ public sealed partial class SuperBatchScorer
         return batch;
     }
 
-    /// <summary>Reference embeddings of every example (cache first, the model for misses, batched).</summary>
+    /// <summary>Reference embeddings of every example (cache first, the model for misses, batched): the learning core's <see cref="ReferenceScorer"/>.</summary>
     public async Task<ScoredSuperBatch> ScoreAsync(SuperBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
         var started = Stopwatch.GetTimestamp();
         var n = batch.Examples.Count;
-        var d = _embedder.Dim;
-        var image = new float[n * d];
-        var text = new float[n * d];
-        var misses = new List<int>();
+        var ids = new long[n];
         for (var i = 0; i < n; i++)
         {
-            if (!_cache.TryGet(batch.Examples[i].Id, image.AsSpan(i * d, d), text.AsSpan(i * d, d)))
-            {
-                misses.Add(i);
-            }
+            ids[i] = batch.Examples[i].Id;
         }
-        if (misses.Count > 0)
+        ReferenceScores scores;
+        using var activity = Source.StartActivity(Telemetry.Spans.ScoringEmbed);
+        try
         {
-            await EmbedMissesAsync(batch, misses, image, text, d);
+            scores = await _reference.ScoreAsync(ids, misses =>
+            {
+                // Only the examples the cache lacks are converted and embedded.
+                var (missIds, pixels, tokens) = ExampleArrays.Of(batch.Examples, $"super-batch {batch.Id}", misses);
+                LogEmbedded(_logger, batch.Id, misses.Length, n);
+                return new ExampleBatch(missIds, pixels, tokens);
+            });
         }
-        var hits = n - misses.Count;
+        catch (NonFiniteReferenceException ex)
+        {
+            // Same input, same frozen model, same NaN: retrying cannot help.
+            throw new PoisonMessageException($"super-batch {batch.Id}: {ex.Message}", ex);
+        }
+        activity?.SetTag(Telemetry.Attributes.CacheMisses, n - scores.CacheHits);
         Examples.Add(n);
-        CacheHits.Add(hits);
+        CacheHits.Add(scores.CacheHits);
         var scored = new ScoredSuperBatch
         {
             Id = batch.Id,
             Job = batch.Job,
             Sequence = batch.Sequence,
-            ReferenceImageEmbeddings = Protos.V1.Tensor.FromFloat32(image, n, d),
-            ReferenceTextEmbeddings = Protos.V1.Tensor.FromFloat32(text, n, d),
-            ReferenceAlpha = _embedder.Alpha,
-            ReferenceBeta = _embedder.Beta,
-            ReferenceCheckpointSha256 = _embedder.Metadata.Sha256,
+            ReferenceImageEmbeddings = Protos.V1.Tensor.FromFloat32(scores.Image, n, scores.Dim),
+            ReferenceTextEmbeddings = Protos.V1.Tensor.FromFloat32(scores.Text, n, scores.Dim),
+            ReferenceAlpha = scores.Alpha,
+            ReferenceBeta = scores.Beta,
+            ReferenceCheckpointSha256 = _reference.Embedder.Metadata.Sha256,
             DataFingerprint = batch.DataFingerprint,
             CreatedUnixMs = batch.CreatedUnixMs,
             ScoredUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
-            CacheHits = hits,
+            CacheHits = scores.CacheHits,
         };
         // The examples are immutable messages: the scored batch shares them, no copy of the pixels.
         scored.Examples.Add(batch.Examples);
         Duration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         return scored;
-    }
-
-    private async Task EmbedMissesAsync(SuperBatch batch, List<int> misses, float[] image, float[] text, int d)
-    {
-        using var activity = Source.StartActivity("scoring.embed");
-        activity?.SetTag("jestmesh.scoring.misses", misses.Count);
-        var pixels = new byte[misses.Count * ImageSet.PixelsPerImage];
-        var tokens = new int[misses.Count][];
-        for (var k = 0; k < misses.Count; k++)
-        {
-            var example = batch.Examples[misses[k]];
-            example.Image.Span.CopyTo(pixels.AsSpan(k * ImageSet.PixelsPerImage));
-            tokens[k] = [.. example.CaptionTokens];
-        }
-        var embeddings = await _embedder.EmbedAsync(pixels, misses.Count, tokens);
-        if (embeddings.Dim != d || embeddings.Count != misses.Count)
-        {
-            throw new InvalidOperationException($"reference returned {embeddings.Count}x{embeddings.Dim} embeddings for {misses.Count}x{d}.");
-        }
-        if (!Protos.V1.Tensor.AllFinite(embeddings.Image) || !Protos.V1.Tensor.AllFinite(embeddings.Text))
-        {
-            // Same input, same frozen model, same NaN: retrying cannot help.
-            throw new PoisonMessageException($"super-batch {batch.Id}: the reference model produced NaN or infinite embeddings.");
-        }
-        for (var k = 0; k < misses.Count; k++)
-        {
-            var i = misses[k];
-            var rowImage = embeddings.Image.AsSpan(k * d, d);
-            var rowText = embeddings.Text.AsSpan(k * d, d);
-            rowImage.CopyTo(image.AsSpan(i * d, d));
-            rowText.CopyTo(text.AsSpan(i * d, d));
-            _cache.Add(batch.Examples[i].Id, rowImage, rowText);
-        }
-        LogEmbedded(_logger, batch.Id, misses.Count, batch.Examples.Count);
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Super-batch {SuperBatchId}: embedded {Misses} of {Count} examples (rest cached)")]

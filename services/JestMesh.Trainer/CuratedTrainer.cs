@@ -60,7 +60,7 @@ public sealed partial class CuratedTrainer : IDisposable
     private readonly ModelTrainer _trainer;
     private readonly ResiliencePipeline _reconnect;
     private readonly Metadata _headers;
-    private TrainerState _state;
+    private LearnerState _state;
     private long _firstBatchTimestamp;
 
     public CuratedTrainer(TrainerOptions options, GrpcChannel channel, Evaluator? evaluator, ILogger logger)
@@ -76,19 +76,19 @@ public sealed partial class CuratedTrainer : IDisposable
         torch.random.manual_seed(unchecked((long)options.Seed));
         _model = SiglipModel.Create(new ModelConfig(), torch.CPU);
         _trainer = new ModelTrainer(_model, new TrainingOptions { TotalSteps = options.Steps, LearningRate = options.LearningRate, WarmupSteps = options.WarmupSteps });
-        if (TrainerCheckpoint.TryReadLatest(options.CheckpointDirectory) is { } latest)
+        if (LearnerCheckpoint.TryReadLatest(options.CheckpointDirectory) is { } latest)
         {
             if (latest.State.Job != options.Job)
             {
                 throw new InvalidDataException($"checkpoint {latest.Path} belongs to job '{latest.State.Job}', not Trainer:Job '{options.Job}'.");
             }
-            TrainerCheckpoint.Restore(latest.Path, _model, _trainer, latest.State);
+            LearnerCheckpoint.Restore(latest.Path, _model, _trainer, latest.State);
             _state = latest.State;
             LogRestored(_logger, latest.Path, _state.Step, _state.Cursor, _state.SessionId);
         }
         else
         {
-            _state = new TrainerState { Job = options.Job };
+            _state = new LearnerState { Job = options.Job };
         }
         _reconnect = new ResiliencePipelineBuilder()
             .AddRetry(new RetryStrategyOptions
@@ -113,7 +113,7 @@ public sealed partial class CuratedTrainer : IDisposable
     }
 
     /// <summary>Where training stands (as in the last checkpoint once one was written).</summary>
-    public TrainerState State => _state;
+    public LearnerState State => _state;
 
     public TrainerStats Stats { get; } = new();
 
@@ -290,7 +290,7 @@ public sealed partial class CuratedTrainer : IDisposable
         }
     }
 
-    private void SaveCheckpoint() => TrainerCheckpoint.Save(_options.CheckpointDirectory, _model, _trainer, _state with { Evals = [.. _state.Evals] });
+    private void SaveCheckpoint() => LearnerCheckpoint.Save(_options.CheckpointDirectory, _model, _trainer, _state with { Evals = [.. _state.Evals] });
 
     private static (byte[] Pixels, List<int[]> Tokens) Inputs(Google.Protobuf.Collections.RepeatedField<Example> examples, string what)
     {

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace JestMesh.Scoring;
+namespace JestMesh.Learning;
 
 /// <summary>
 /// Reference embeddings by example id, bounded: the reference never changes, so an entry is valid

@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using JestMesh.Models;
 using TorchSharp;
 
-namespace JestMesh.Scoring;
+namespace JestMesh.Learning;
 
 /// <summary>
 /// The frozen reference model on a dedicated thread. TorchSharp's dispose scopes and no-grad mode

@@ -1,10 +1,10 @@
 using System.Text.Json;
 using JestMesh.Models;
 
-namespace JestMesh.Trainer;
+namespace JestMesh.Learning;
 
 /// <summary>What a trainer checkpoint records besides weights and optimiser: where training stands in its session.</summary>
-public sealed record TrainerState
+public sealed record LearnerState
 {
     /// <summary>Optimiser steps taken (= curated batches trained on).</summary>
     public int Step { get; init; }
@@ -24,7 +24,7 @@ public sealed record TrainerState
 /// to a fresh directory, which is renamed into place, then the LATEST pointer is replaced by rename.
 /// A crash at any point leaves LATEST naming a complete checkpoint.
 /// </summary>
-public static class TrainerCheckpoint
+public static class LearnerCheckpoint
 {
     public const string PointerFile = "LATEST";
     private const string ModelFile = "model.bin";
@@ -33,7 +33,7 @@ public static class TrainerCheckpoint
 
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
-    public static void Save(string directory, SiglipModel model, ModelTrainer trainer, TrainerState state)
+    public static void Save(string directory, SiglipModel model, ModelTrainer trainer, LearnerState state)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(trainer);
@@ -60,7 +60,7 @@ public static class TrainerCheckpoint
     }
 
     /// <summary>The latest complete checkpoint's directory and state, or null when there is none.</summary>
-    public static (string Path, TrainerState State)? TryReadLatest(string directory)
+    public static (string Path, LearnerState State)? TryReadLatest(string directory)
     {
         var pointer = Path.Combine(directory, PointerFile);
         if (!File.Exists(pointer))
@@ -73,13 +73,13 @@ public static class TrainerCheckpoint
         {
             throw new InvalidDataException($"checkpoint {pointer} names {path}, which has no {StateFile}: the checkpoint directory was changed by hand.");
         }
-        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), Json)
+        var state = JsonSerializer.Deserialize<LearnerState>(File.ReadAllText(statePath), Json)
             ?? throw new InvalidDataException($"{statePath} is empty.");
         return (path, state);
     }
 
     /// <summary>Loads weights and optimiser state of the checkpoint at <paramref name="path"/>.</summary>
-    public static void Restore(string path, SiglipModel model, ModelTrainer trainer, TrainerState state)
+    public static void Restore(string path, SiglipModel model, ModelTrainer trainer, LearnerState state)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(trainer);
