@@ -1,4 +1,6 @@
 using System.ComponentModel.DataAnnotations;
+using JestMesh.Client;
+using JestMesh.Learning;
 using JestMesh.Protos.V1;
 
 namespace JestMesh.Trainer;
@@ -46,8 +48,9 @@ public sealed class TrainerOptions : IValidatableObject
     [Range(1e-7, 1.0)]
     public double LearningRate { get; set; } = 1e-3;
 
+    /// <summary>Warm-up steps of the learning-rate schedule; unset = the learning core's rule, min(100, max(1, Steps/10)).</summary>
     [Range(0, 1_000_000)]
-    public int WarmupSteps { get; set; } = 100;
+    public int? WarmupSteps { get; set; }
 
     /// <summary>Evaluate every K steps (0 = never).</summary>
     [Range(0, 1_000_000)]
@@ -97,6 +100,33 @@ public sealed class TrainerOptions : IValidatableObject
 
     [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
     public TimeSpan ReconnectMaxDelay { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The learning core's settings of this trainer's learner.</summary>
+    public LearnerOptions ToLearnerOptions() => new()
+    {
+        Steps = Steps,
+        Seed = Seed,
+        LearningRate = LearningRate,
+        WarmupSteps = WarmupSteps,
+        EvalEvery = EvalEvery,
+    };
+
+    /// <summary>The client library's settings of this trainer's Curate session.</summary>
+    public CurateSettings ToCurateSettings() => new()
+    {
+        Job = Job,
+        ApiKey = ApiKey,
+        Policy = Policy,
+        FilterRatio = FilterRatio,
+        Chunks = Chunks,
+        Gain = Gain,
+        Seed = Seed,
+        Greedy = Greedy,
+        Loss = LossKind.Sigmoid,
+        ScoreAhead = ScoreAhead,
+        ReconnectDelay = ReconnectDelay,
+        ReconnectMaxDelay = ReconnectMaxDelay,
+    };
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {

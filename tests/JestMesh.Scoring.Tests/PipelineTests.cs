@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Google.Protobuf;
+using JestMesh.Learning;
 using JestMesh.Ingest;
 using JestMesh.Messaging;
 using JestMesh.TestKit;
@@ -95,7 +96,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
         victimOptions.RecoveryInterval = TimeSpan.FromMinutes(5);
         victimOptions.ClientName = "victim";
         await using var first = new BrokerClient(victimOptions);
-        var firstProcessor = new ScoringProcessor(new SuperBatchScorer(embedder, new EmbeddingCache(1000, embedder.Dim), scoringOptions, NullLogger<SuperBatchScorer>.Instance), first.Publisher, first.Connections);
+        var firstProcessor = new ScoringProcessor(new SuperBatchScorer(new ReferenceScorer(embedder, new EmbeddingCache(1000, embedder.Dim)), scoringOptions, NullLogger<SuperBatchScorer>.Instance), first.Publisher, first.Connections);
         var firstPublished = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var firstConsumer = first.NewConsumer();
         await firstConsumer.StartAsync(first.Topology.SuperBatches, async (message, ct) =>
@@ -112,7 +113,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
 
         // Second scoring process (fresh cache, fresh dedup window) gets the redelivery.
         await using var second = new BrokerClient(options);
-        var secondProcessor = new ScoringProcessor(new SuperBatchScorer(embedder, new EmbeddingCache(1000, embedder.Dim), scoringOptions, NullLogger<SuperBatchScorer>.Instance), second.Publisher, second.Connections);
+        var secondProcessor = new ScoringProcessor(new SuperBatchScorer(new ReferenceScorer(embedder, new EmbeddingCache(1000, embedder.Dim)), scoringOptions, NullLogger<SuperBatchScorer>.Instance), second.Publisher, second.Connections);
         var secondRedelivered = new List<bool>();
         var secondConsumer = second.NewConsumer();
         await secondConsumer.StartAsync(second.Topology.SuperBatches, async (message, ct) =>
@@ -176,7 +177,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
         await client.Connections.DeclareTopologyAsync(CancellationToken.None);
         var sink = await ScoredSink.StartAsync(client);
         using var embedder = await ReferenceEmbedder.LoadAsync(fixture.CheckpointDirectory, "cpu", 512);
-        var scorer = new SuperBatchScorer(embedder, new EmbeddingCache(1000, embedder.Dim),
+        var scorer = new SuperBatchScorer(new ReferenceScorer(embedder, new EmbeddingCache(1000, embedder.Dim)),
             Options.Create(new ScoringOptions { ReferenceDirectory = fixture.CheckpointDirectory }), NullLogger<SuperBatchScorer>.Instance);
         var good = await scorer.ScoreAsync(SuperBatchBuilder.Build(fixture.Data, "job-s", 0, Enumerable.Range(0, 16).ToArray()));
         var wrongShape = good.Clone();
@@ -278,7 +279,7 @@ public sealed class PipelineTests(PipelineFixture fixture)
     public async Task Warm_cache_serves_the_same_embeddings_and_mixes_with_fresh_ones()
     {
         using var embedder = await ReferenceEmbedder.LoadAsync(fixture.CheckpointDirectory, "cpu", 512);
-        var scorer = new SuperBatchScorer(embedder, new EmbeddingCache(1000, embedder.Dim),
+        var scorer = new SuperBatchScorer(new ReferenceScorer(embedder, new EmbeddingCache(1000, embedder.Dim)),
             Options.Create(new ScoringOptions { ReferenceDirectory = fixture.CheckpointDirectory }), NullLogger<SuperBatchScorer>.Instance);
         var batch = SuperBatchBuilder.Build(fixture.Data, "job-w", 0, Enumerable.Range(0, 300).ToArray());
         var overlapping = SuperBatchBuilder.Build(fixture.Data, "job-w", 1, Enumerable.Range(150, 300).ToArray());

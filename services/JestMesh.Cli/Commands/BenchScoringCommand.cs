@@ -5,6 +5,7 @@ using System.Text.Json;
 using Google.Protobuf;
 using JestMesh.Data;
 using JestMesh.Ingest;
+using JestMesh.Learning;
 using JestMesh.Messaging;
 using JestMesh.Models;
 using JestMesh.Protos.V1;
@@ -71,7 +72,7 @@ internal static class BenchScoringCommand
             var options = Options.Create(new ScoringOptions { ReferenceDirectory = referenceDirectory, BatchSize = batchSize });
 
             // Warm-up (JIT, libtorch kernels) on examples outside the measured set, so "cold" stays cold.
-            await new SuperBatchScorer(embedder, new EmbeddingCache(n, embedder.Dim), options, NullLogger<SuperBatchScorer>.Instance).ScoreAsync(warmUp);
+            await new SuperBatchScorer(new ReferenceScorer(embedder, new EmbeddingCache(n, embedder.Dim)), options, NullLogger<SuperBatchScorer>.Instance).ScoreAsync(warmUp);
 
             // Rounds interleave every measurement, so drift on a shared machine (other processes,
             // clock changes) hits them alike; medians over rounds are reported.
@@ -108,7 +109,7 @@ internal static class BenchScoringCommand
 
                 // 2. Scoring's whole in-process path, cold (fresh cache): parse the published bytes,
                 //    score, serialize the scored batch, and the downstream parse + validation.
-                var scorer = new SuperBatchScorer(embedder, new EmbeddingCache(n * superBatches, embedder.Dim), options, NullLogger<SuperBatchScorer>.Instance);
+                var scorer = new SuperBatchScorer(new ReferenceScorer(embedder, new EmbeddingCache(n * superBatches, embedder.Dim)), options, NullLogger<SuperBatchScorer>.Instance);
                 var protobufSeconds = 0.0;
                 Settle();
                 cpu = Cpu();
@@ -212,7 +213,7 @@ internal static class BenchScoringCommand
         await using var connections = new BrokerConnections(messaging, NullLogger<BrokerConnections>.Instance);
         await using var publisher = new ConfirmedPublisher(connections, NullLogger<ConfirmedPublisher>.Instance);
         await connections.DeclareTopologyAsync(cancellationToken);
-        var scorer = new SuperBatchScorer(embedder, new EmbeddingCache(n * superBatches, embedder.Dim), options, NullLogger<SuperBatchScorer>.Instance);
+        var scorer = new SuperBatchScorer(new ReferenceScorer(embedder, new EmbeddingCache(n * superBatches, embedder.Dim)), options, NullLogger<SuperBatchScorer>.Instance);
         if (warmCache)
         {
             for (var k = 0; k < superBatches; k++)

@@ -162,14 +162,14 @@ internal static class BenchSelectionCommand
             result[ahead == 0 ? "trainer_jest" : "trainer_jest_score_ahead_1"] = new Dictionary<string, object>
             {
                 ["score_ahead"] = ahead,
-                ["steps"] = stats.Steps,
+                ["steps"] = stats.Batches,
                 ["wall_seconds"] = stats.WallSeconds,
                 ["wait_seconds"] = stats.WaitSeconds,
                 ["score_seconds"] = stats.ScoreSeconds,
                 ["train_seconds"] = stats.TrainSeconds,
-                ["step_ms"] = stats.WallSeconds / Math.Max(1, stats.Steps - 1) * 1000,
+                ["step_ms"] = stats.WallSeconds / Math.Max(1, stats.Batches - 1) * 1000,
                 ["data_stall_fraction"] = stats.StallFraction,
-                ["wait_ms_per_step"] = stats.WaitSeconds / Math.Max(1, stats.Steps - 1) * 1000,
+                ["wait_ms_per_step"] = stats.WaitSeconds / Math.Max(1, stats.Batches - 1) * 1000,
                 ["selection_ms_mean"] = selectionMs.Count == 0 ? 0 : selectionMs.Average(),
                 ["learner_staleness_mean"] = staleness.Count == 0 ? 0 : staleness.Average(),
             };

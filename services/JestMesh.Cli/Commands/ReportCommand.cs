@@ -59,7 +59,7 @@ internal static class ReportCommand
 
             var reach = SpeedUp.ReachStep(m.Eval, target);
             var last = m.Eval[^1];
-            var scored = m.Policy != nameof(Curation.SelectionPolicy.Uniform);
+            var scored = m.Policy != Curation.Policies.Uniform;
             rows.Add(new ReportRow(m.Run, scored ? m.Gain : null, scored ? m.Chunks : null, last.ZeroShotAcc, SpeedUp.Target(m.Eval), last.RAt1, m.StepWallMs.Average(), Median(m.StepWallMs),
                 Median(m.StepWallMs) / uniformMedian, m.MeanSwappedShare, target, reach, SpeedUp.Factor(m.Steps, reach), m.Threads, Path.GetFullPath(dir)));
         }

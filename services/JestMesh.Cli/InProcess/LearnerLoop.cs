@@ -2,6 +2,7 @@ using System.Diagnostics;
 using JestMesh.Curation;
 using JestMesh.Data;
 using JestMesh.Models;
+using JestMesh.Learning;
 using static TorchSharp.torch;
 
 namespace JestMesh.Cli.InProcess;
@@ -41,16 +42,9 @@ internal sealed record LearnerSettings
     public required string Out { get; init; }
 
     /// <summary>N = b / (1 − f), the candidates scored per step.</summary>
-    public int SuperBatch => (int)Math.Round(BatchSize / (1 - FilterRatio));
+    public int SuperBatch => SuperBatchSizing.SuperBatchSize(BatchSize, FilterRatio);
 
-    public string Name => Policy switch
-    {
-        SelectionPolicy.Uniform => "uniform",
-        SelectionPolicy.Learnability => Independent ? "learnability-independent" : "jest",
-        SelectionPolicy.EasyReference => Independent ? "easy-reference-independent" : "easy-reference",
-        SelectionPolicy.HardLearner => Independent ? "hard-learner-independent" : "hard-learner",
-        _ => Policy.ToString(),
-    };
+    public string Name => Policies.RunName(Policy, Independent);
 }
 
 /// <summary>Mean of one quantity over the steps since the previous evaluation.</summary>
@@ -123,7 +117,11 @@ internal sealed record LearnerMetrics
     public double WallSeconds { get; set; }
 }
 
-/// <summary>The learner loop in one process: super-batch → learner and reference scores → joint selection → one step.</summary>
+/// <summary>
+/// The learner loop in one process, wired from the same learning-core objects the services use:
+/// the super-batch plan Ingest streams, the <see cref="ReferenceScorer"/> Scoring runs, the
+/// <see cref="CurationStep"/> Selection runs and the <see cref="LearnerSession"/> the Trainer runs.
+/// </summary>
 internal static class LearnerLoop
 {
     /// <summary>The Scoring service's default Scoring:BatchSize (examples per reference forward pass).</summary>
@@ -132,8 +130,16 @@ internal static class LearnerLoop
     public static LearnerMetrics Run(LearnerSettings s)
     {
         var clock = Stopwatch.StartNew();
-        var needsReference = s.Policy is SelectionPolicy.Learnability or SelectionPolicy.EasyReference;
-        var needsLearner = s.Policy is SelectionPolicy.Learnability or SelectionPolicy.HardLearner;
+        var curation = new CurationSettings
+        {
+            Policy = s.Policy,
+            FilterRatio = s.FilterRatio,
+            Chunks = s.Independent ? 1 : s.Chunks,
+            Gain = s.Gain,
+            Greedy = s.Greedy,
+            Seed = unchecked((ulong)s.Seed),
+        };
+        curation.Validate("train");
         var meta = ModelCheckpoint.ReadMetadata(s.Reference);
         var data = PairDataset.Build(s.Data);
         if (meta.DataFingerprint != data.Fingerprint)
@@ -149,53 +155,32 @@ internal static class LearnerLoop
         {
             throw new ArgumentException($"super-batch N = {n} (batch {s.BatchSize}, filter ratio {s.FilterRatio}) exceeds the pool of {data.Pool.Count}.");
         }
+        curation.CheckFits(n);
 
         var metrics = new LearnerMetrics
         {
-            Run = s.Name, Policy = s.Policy.ToString(), Independent = s.Independent, FilterRatio = s.FilterRatio, SuperBatch = n,
-            BatchSize = s.BatchSize, Chunks = s.Independent ? 1 : s.Chunks, Gain = s.Gain, Greedy = s.Greedy, Steps = s.Steps,
+            Run = s.Name, Policy = Policies.Name(s.Policy), Independent = s.Independent, FilterRatio = s.FilterRatio, SuperBatch = n,
+            BatchSize = s.BatchSize, Chunks = curation.Chunks, Gain = s.Gain, Greedy = s.Greedy, Steps = s.Steps,
             Seed = s.Seed, DataSeed = s.Data.Seed, SwappedShareOfPool = s.Data.SwappedShare, DataFingerprint = data.Fingerprint,
             Reference = Path.GetFullPath(s.Reference), Threads = get_num_threads(),
         };
 
-        using var pool = new PairTensors(data.Pool, data.Train);
         var swapped = data.Pool.Select(p => p.Kind == PairKind.Swapped).ToArray();
-        // The reference is frozen: its embeddings are cached per example (§A.5) and computed the first
-        // time an example is in a super-batch, the missing ones together in passes of at most
-        // Scoring:BatchSize, exactly as the Scoring service does, so both produce the same bits.
-        var dimension = 0;
-        float[] refImage = [], refText = [];
-        bool[] refCached = [];
-        float refAlpha = 0, refBeta = 0;
-        SiglipModel? reference = null;
-        if (needsReference)
-        {
-            (reference, _) = ModelCheckpoint.Load(s.Reference, CPU);
-            dimension = reference.Config.Dim;
-            refImage = new float[data.Pool.Count * dimension];
-            refText = new float[data.Pool.Count * dimension];
-            refCached = new bool[data.Pool.Count];
-            refAlpha = reference.Alpha;
-            refBeta = reference.Beta;
-        }
-
-        using var referenceModel = reference;
-        manual_seed(s.Seed);
-        using var learner = SiglipModel.Create(new ModelConfig(), CPU);
-        using var trainer = new ModelTrainer(learner, new TrainingOptions
-        {
-            TotalSteps = s.Steps,
-            WarmupSteps = Math.Min(100, Math.Max(1, s.Steps / 10)),
-            LearningRate = s.LearningRate,
-        });
+        // The reference is frozen: its embeddings are cached per example (§A.5), the whole pool fits.
+        using var reference = curation.NeedsReference
+            ? ReferenceScorer.LoadAsync(s.Reference, "cpu", ReferenceBatchSize, data.Pool.Count).GetAwaiter().GetResult()
+            : null;
         using var evaluator = new Evaluator(data);
-        var sampler = new SamplerOptions { BatchSize = s.BatchSize, Chunks = s.Independent ? 1 : s.Chunks, Gain = s.Gain, Greedy = s.Greedy };
-        // The service conventions, so that a pipeline run with the same settings selects the same
-        // batches: Ingest's super-batch order for this seed, and per-batch sampler seeds.
+        using var learner = new LearnerSession(new LearnerOptions
+        {
+            Steps = s.Steps,
+            Seed = unchecked((ulong)s.Seed),
+            LearningRate = s.LearningRate,
+            EvalEvery = s.EvalEvery,
+        }, evaluator);
+        // Ingest's super-batch order for this seed, so a pipeline run with the same settings sees the same data.
         using var plan = SuperBatchPlan.Positions(data.Pool.Count, n, s.Seed).GetEnumerator();
-        var dim = learner.Config.Dim;
-        var superIdx = new long[n];
-        var entropySum = new double[sampler.Chunks];
+        var entropySum = new double[curation.Chunks];
         var entropyCount = 0;
         var windowStart = 0;
 
@@ -205,81 +190,45 @@ internal static class LearnerLoop
             {
                 var stepClock = Stopwatch.StartNew();
                 plan.MoveNext();
-                for (var i = 0; i < n; i++)
-                {
-                    superIdx[i] = plan.Current[i];
-                }
+                var positions = plan.Current;
+                var candidates = ExampleBatch.FromPool(data, positions);
 
                 double scoringMs = 0;
                 double cacheMs = 0;
-                SelectionResult selection;
-                Tensor batchImages, batchTokens;
-                using var scope = NewDisposeScope();
-                var (images, tokens, _) = pool.Gather(TensorConvert.Int64(superIdx));
-                ContrastiveEmbeddings? learnerView = null, referenceView = null;
-                if (needsLearner)
+                LearnerView? learnerView = null;
+                if (curation.NeedsLearner)
                 {
                     var scoreClock = Stopwatch.StartNew();
-                    var (img, txt) = learner.EmbedTensors(images, tokens, n);
-                    learnerView = new ContrastiveEmbeddings(TensorConvert.ToArray(img), TensorConvert.ToArray(txt), n, dim, learner.Alpha, learner.Beta);
+                    learnerView = new LearnerView(learner.Score(candidates));
                     scoringMs = scoreClock.Elapsed.TotalMilliseconds;
                 }
 
-                if (needsReference)
+                ReferenceScores? referenceScores = null;
+                if (reference is not null)
                 {
                     var cacheClock = Stopwatch.StartNew();
-                    var misses = superIdx.Where(p => !refCached[p]).ToArray();
-                    if (misses.Length > 0)
-                    {
-                        var (missImages, missTokens, _) = pool.Gather(TensorConvert.Int64(misses));
-                        var (img, txt) = referenceModel!.EmbedTensors(missImages, missTokens, ReferenceBatchSize);
-                        var missImage = TensorConvert.ToArray(img);
-                        var missText = TensorConvert.ToArray(txt);
-                        for (var k = 0; k < misses.Length; k++)
-                        {
-                            missImage.AsSpan(k * dimension, dimension).CopyTo(refImage.AsSpan((int)misses[k] * dimension));
-                            missText.AsSpan(k * dimension, dimension).CopyTo(refText.AsSpan((int)misses[k] * dimension));
-                            refCached[misses[k]] = true;
-                        }
-                    }
-
+                    referenceScores = reference.ScoreAsync(candidates.Ids, misses => candidates.Rows(misses)).GetAwaiter().GetResult();
                     cacheMs = cacheClock.Elapsed.TotalMilliseconds;
                     metrics.ReferenceCacheSeconds += cacheMs / 1000;
-                    var ri = new float[n * dimension];
-                    var rt = new float[n * dimension];
-                    for (var i = 0; i < n; i++)
-                    {
-                        refImage.AsSpan((int)superIdx[i] * dimension, dimension).CopyTo(ri.AsSpan(i * dimension));
-                        refText.AsSpan((int)superIdx[i] * dimension, dimension).CopyTo(rt.AsSpan(i * dimension));
-                    }
-
-                    referenceView = new ContrastiveEmbeddings(ri, rt, n, dimension, refAlpha, refBeta);
                 }
 
                 var selectClock = Stopwatch.StartNew();
-                var source = s.Policy == SelectionPolicy.Uniform
-                    ? ScoreSources.Uniform(n)
-                    : ScoreSources.SigmoidContrastive(s.Policy, learnerView, referenceView);
-                selection = JointSampler.Select(source, sampler, new Random(SamplerSeeds.ForBatch(unchecked((ulong)s.Seed), step)));
+                var outcome = CurationStep.Select(curation, n, referenceScores?.ToEmbeddings(), learnerView, step);
                 var selectionMs = selectClock.Elapsed.TotalMilliseconds;
                 if (s.Policy != SelectionPolicy.Uniform)
                 {
-                    for (var c = 0; c < entropySum.Length && c < selection.ChunkEntropy.Length; c++)
+                    for (var c = 0; c < entropySum.Length && c < outcome.Stats.ChunkEntropy.Length; c++)
                     {
-                        entropySum[c] += selection.ChunkEntropy[c];
+                        entropySum[c] += outcome.Stats.ChunkEntropy[c];
                     }
 
                     entropyCount++;
                 }
 
-                var picked = selection.Indices.Select(i => (long)i).ToArray();
-                var local = TensorConvert.Int64(picked);
-                batchImages = images.index_select(0, local);
-                batchTokens = tokens.index_select(0, local);
+                var batch = candidates.Rows(outcome.Selected);
                 var trainClock = Stopwatch.StartNew();
-                var loss = trainer.TrainStep(() => learner.Loss(batchImages, batchTokens));
+                var loss = learner.Train(batch);
                 var trainMs = trainClock.Elapsed.TotalMilliseconds;
-                scope.Dispose();
 
                 // The reference pass is the Scoring service's work (once per example), not the learner's step.
                 metrics.StepWallMs.Add(stepClock.Elapsed.TotalMilliseconds - cacheMs);
@@ -289,20 +238,20 @@ internal static class LearnerLoop
                 metrics.Loss.Add(loss);
                 if (step <= s.RecordBatches)
                 {
-                    metrics.Batches.Add([.. selection.Indices.Select(i => data.Pool[(int)superIdx[i]].Id)]);
+                    metrics.Batches.Add(batch.Ids);
                 }
 
-                var noisy = selection.Indices.Count(i => swapped[superIdx[i]]);
-                metrics.SwappedShare.Add((double)noisy / selection.Indices.Length);
+                var noisy = outcome.Selected.Count(i => swapped[positions[i]]);
+                metrics.SwappedShare.Add((double)noisy / outcome.Selected.Length);
 
-                if (step % s.EvalEvery == 0 || step == s.Steps)
+                if (learner.EvaluationDue)
                 {
-                    var e = evaluator.Evaluate(learner);
-                    metrics.Eval.Add(EvalPoint.At(step, e));
+                    var e = learner.Evaluate();
+                    metrics.Eval.Add(e);
                     var window = metrics.SwappedShare.Skip(windowStart).Average();
                     metrics.SwappedShareOverTime.Add(new WindowPoint(step, window));
                     windowStart = step;
-                    report(step, $"zero-shot {e.ZeroShotAccuracy:P1}, R@1 {e.RecallAt1:P1}, swapped {window:P0}, {metrics.StepWallMs.Skip(step - s.EvalEvery).Average():F0} ms/step");
+                    report(step, $"zero-shot {e.ZeroShotAcc:P1}, R@1 {e.RAt1:P1}, swapped {window:P0}, {metrics.StepWallMs.Skip(step - s.EvalEvery).Average():F0} ms/step");
                     JsonFiles.Write(Path.Combine(s.Out, "metrics.json"), Finish(metrics, entropySum, entropyCount, clock));
                 }
                 else

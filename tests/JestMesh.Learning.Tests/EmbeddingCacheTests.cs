@@ -1,4 +1,4 @@
-namespace JestMesh.Scoring.Tests;
+namespace JestMesh.Learning.Tests;
 
 public sealed class EmbeddingCacheTests
 {
