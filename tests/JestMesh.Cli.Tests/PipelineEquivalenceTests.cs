@@ -42,8 +42,7 @@ public sealed class PipelineEquivalenceTests : IDisposable
             Gain = 1,
             Seed = Seed,
             Steps = Steps,
-            // What `train --inproc` uses for T steps: min(100, max(1, T / 10)).
-            WarmupSteps = 1,
+            // WarmupSteps unset: the learning core's rule, the same as `train --inproc`'s.
             EvalEvery = 0,
             CheckpointDirectory = Path.Combine(_root, "trainer"),
         };
