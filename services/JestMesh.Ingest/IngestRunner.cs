@@ -3,6 +3,7 @@ using System.Diagnostics.Metrics;
 using Google.Protobuf;
 using JestMesh.Data;
 using JestMesh.Messaging;
+using JestMesh.Protos;
 using JestMesh.Protos.V1;
 using Microsoft.Extensions.Options;
 
@@ -18,11 +19,11 @@ public sealed record IngestResult(int SuperBatches, long Examples, int Backpress
 /// </summary>
 public sealed partial class IngestRunner
 {
-    public const string TelemetryName = "JestMesh.Ingest";
+    public const string TelemetryName = Telemetry.Sources.Ingest;
     public static readonly ActivitySource Source = new(TelemetryName);
     private static readonly Meter Meter = new(TelemetryName);
-    private static readonly Counter<long> Published = Meter.CreateCounter<long>("jestmesh.ingest.superbatches", "{superbatch}", "Super-batches published and confirmed.");
-    private static readonly Counter<long> Waits = Meter.CreateCounter<long>("jestmesh.ingest.backpressure_waits", "{wait}", "Times the input queue was full.");
+    private static readonly Counter<long> Published = Meter.CreateCounter<long>(Telemetry.Metrics.IngestSuperBatches, "{superbatch}", "Super-batches published and confirmed.");
+    private static readonly Counter<long> Waits = Meter.CreateCounter<long>(Telemetry.Metrics.IngestBackpressureWaits, "{wait}", "Times the input queue was full.");
 
     private readonly BrokerConnections _connections;
     private readonly ConfirmedPublisher _publisher;
@@ -52,12 +53,12 @@ public sealed partial class IngestRunner
         foreach (var positions in SuperBatchBuilder.Plan(data.Pool.Count, _options))
         {
             var batch = SuperBatchBuilder.Build(data, _options.Job, sequence, positions);
-            using (var activity = Source.StartActivity("ingest.publish", ActivityKind.Internal))
+            using (var activity = Source.StartActivity(Telemetry.Spans.IngestPublish, ActivityKind.Internal))
             {
-                activity?.SetTag("jestmesh.job", _options.Job);
-                activity?.SetTag("jestmesh.superbatch.id", batch.Id);
-                activity?.SetTag("jestmesh.superbatch.sequence", sequence);
-                activity?.SetTag("jestmesh.superbatch.size", batch.Examples.Count);
+                activity?.SetTag(Telemetry.Attributes.Job, _options.Job);
+                activity?.SetTag(Telemetry.Attributes.SuperBatchId, batch.Id);
+                activity?.SetTag(Telemetry.Attributes.SuperBatchSequence, sequence);
+                activity?.SetTag(Telemetry.Attributes.SuperBatchSize, batch.Examples.Count);
                 var message = new OutgoingMessage("", queue, batch.Id, batch.ToByteArray()) { Type = SuperBatch.Descriptor.FullName };
                 while (true)
                 {

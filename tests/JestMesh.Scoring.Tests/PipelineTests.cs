@@ -1,8 +1,9 @@
 using System.Diagnostics;
 using Google.Protobuf;
-using JestMesh.Learning;
 using JestMesh.Ingest;
+using JestMesh.Learning;
 using JestMesh.Messaging;
+using JestMesh.Protos;
 using JestMesh.TestKit;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -224,10 +225,10 @@ public sealed class PipelineTests(PipelineFixture fixture)
         var superBatchQueue = client.Topology.SuperBatches;
         foreach (var id in new[] { "job-t/0", "job-t/1" })
         {
-            var ingestSpan = spans.Single(a => a.OperationName == "ingest.publish" && (string?)a.GetTagItem("jestmesh.superbatch.id") == id);
+            var ingestSpan = spans.Single(a => a.OperationName == "ingest.publish" && (string?)a.GetTagItem(Telemetry.Attributes.SuperBatchId) == id);
             var publish = spans.Single(a => a.Kind == ActivityKind.Producer && a.ParentSpanId == ingestSpan.SpanId
                 && (string?)a.GetTagItem("messaging.destination.name") == superBatchQueue);
-            var process = spans.Single(a => a.OperationName == "scoring.process" && (string?)a.GetTagItem("jestmesh.superbatch.id") == id);
+            var process = spans.Single(a => a.OperationName == "scoring.process" && (string?)a.GetTagItem(Telemetry.Attributes.SuperBatchId) == id);
             Assert.Contains(process.Links, link => link.Context.SpanId == publish.SpanId && link.Context.TraceId == publish.TraceId);
             Assert.Equal(ingestSpan.TraceId, process.TraceId);
             // The scored message continues the same trace downstream.
