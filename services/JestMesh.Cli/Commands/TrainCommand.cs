@@ -11,7 +11,7 @@ internal static class TrainCommand
     {
         var data = new DataSettings();
         var inproc = new Option<bool>("--inproc") { Description = "Run learner, scoring and selection in this process (no services)." };
-        var policy = new Option<string>("--policy") { Description = "uniform | learnability | easy-reference | hard-learner", Required = true };
+        var policy = new Option<string>("--policy") { Description = string.Join(" | ", Policies.Names), Required = true };
         var independent = new Option<bool>("--independent") { Description = "Independent selection (1 chunk, diagonal scores only) instead of joint." };
         var filter = new Option<double>("--filter-ratio") { Description = "f = 1 − b/N: the share of each super-batch filtered out.", DefaultValueFactory = _ => 0.8 };
         var chunks = new Option<int>("--chunks") { Description = "Chunks of the joint sampler (must divide the batch size).", DefaultValueFactory = _ => 16 };
@@ -43,23 +43,15 @@ internal static class TrainCommand
             }
 
             var policyText = parse.GetValue(policy)!;
-            SelectionPolicy? chosen = policyText switch
+            if (!Policies.TryParse(policyText, out var chosen))
             {
-                "uniform" => SelectionPolicy.Uniform,
-                "learnability" => SelectionPolicy.Learnability,
-                "easy-reference" => SelectionPolicy.EasyReference,
-                "hard-learner" => SelectionPolicy.HardLearner,
-                _ => null,
-            };
-            if (chosen is null)
-            {
-                Console.Error.WriteLine($"--policy '{policyText}' is not one of uniform, learnability, easy-reference, hard-learner.");
+                Console.Error.WriteLine($"--policy '{policyText}' is not one of {string.Join(", ", Policies.Names)}.");
                 return 2;
             }
 
             var settings = new LearnerSettings
             {
-                Policy = chosen.Value,
+                Policy = chosen,
                 Independent = parse.GetValue(independent),
                 FilterRatio = parse.GetValue(filter),
                 Chunks = parse.GetValue(chunks),
