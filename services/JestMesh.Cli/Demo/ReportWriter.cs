@@ -132,9 +132,17 @@ internal static class ReportWriter
         {
             sb.AppendLine("### Trainer time per run");
             sb.AppendLine();
-            sb.AppendLine("Runs go one after another on one Scoring service whose reference-embedding cache starts cold: the first run (uniform) " +
-                "waits while Scoring embeds the pool for the first time, later runs find the embeddings cached. So the runs are compared on the " +
-                "learner's own time per step (its scoring passes and training steps, no waiting for data, no evaluation); the wait is shown apart.");
+            if (context.ThroughServices)
+            {
+                sb.AppendLine("Runs go one after another on one Scoring service whose reference-embedding cache starts cold: the first run (uniform) " +
+                    "waits while Scoring embeds the pool for the first time, later runs find the embeddings cached. So the runs are compared on the " +
+                    "learner's own time per step (its scoring passes and training steps, no waiting for data, no evaluation); the wait is shown apart.");
+            }
+            else
+            {
+                sb.AppendLine("In-process there is no stream to wait on; \"evaluation\" is the run's wall time outside its steps (evaluation and set-up).");
+            }
+
             sb.AppendLine();
             sb.AppendLine("| run | trainer data stall (share of wall time waiting for data) | wall (s) | waiting for data (s) | learner: scoring + training (s) | evaluation (s) | learner / step (ms) |");
             sb.AppendLine("|---|---|---|---|---|---|---|");

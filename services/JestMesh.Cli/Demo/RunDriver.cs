@@ -14,6 +14,9 @@ internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string ou
     /// <summary>How long after the Trainer exits its final run summary and the last batch-log records may take.</summary>
     private static readonly TimeSpan SettleDeadline = TimeSpan.FromSeconds(60);
 
+    /// <summary>How long the trainer may be past its first evaluation (by the batch log) without a run summary.</summary>
+    private static readonly TimeSpan FirstSummaryDeadline = TimeSpan.FromMinutes(5);
+
     public async Task<RunData> RunAsync(RunPlan run, IProgressSink progress, IProgressSink health, CancellationToken cancellationToken)
     {
         var job = "demo-" + run.Slug;
@@ -62,6 +65,7 @@ internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string ou
         }, logName: "trainer-" + run.Slug);
 
         var exit = trainer.WaitForExitAsync(cancellationToken);
+        System.Diagnostics.Stopwatch? pastFirstEval = null;
         while (!exit.IsCompleted)
         {
             await Task.WhenAny(exit, Task.Delay(1000, cancellationToken));
@@ -71,8 +75,19 @@ internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string ou
                 throw new InvalidOperationException($"Ingest for {run.Name} exited (code {ingest.ExitCode}); its log {ingest.LogPath} ends:\n{ingest.Tail()}");
             }
 
-            // No summary until the trainer's first evaluation: the bar waits at 0 until then.
+            // No summary until the trainer's first evaluation: the bar waits at 0 until then. Once the batch log shows
+            // the trainer well past that evaluation, a summary that still does not come is an error, not a wait.
             var summary = RunSummaryFile.TryRead(summaryPath);
+            if (summary is null && log.Batches(job).Count > plan.EvalEvery + 4)
+            {
+                pastFirstEval ??= System.Diagnostics.Stopwatch.StartNew();
+                if (pastFirstEval.Elapsed > FirstSummaryDeadline)
+                {
+                    throw new InvalidDataException($"the Trainer for {run.Name} is past step {plan.EvalEvery} (its first evaluation) but has written no " +
+                        $"{summaryPath} in {FirstSummaryDeadline.TotalMinutes:0} min (a Trainer older than the run-summary contract, protos/jestmesh/v1/run_summary.proto?).");
+                }
+            }
+
             progress.Report(summary?.Step ?? 0, $"{run.Name}  {Describe(summary)}");
             health.Report(0, await HealthLineAsync(log, job, summary, cancellationToken));
         }
