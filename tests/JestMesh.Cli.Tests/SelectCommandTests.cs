@@ -29,7 +29,7 @@ public sealed class SelectCommandTests : IDisposable
 
         using var json = JsonDocument.Parse(File.ReadAllText(summary));
         var root = json.RootElement;
-        Assert.Equal(new[] { "policy", "n", "b", "chunks", "gain", "seed", "score", "chunk_entropy", "elapsed_ms" }, root.EnumerateObject().Select(p => p.Name).ToArray());
+        Assert.Equal(new[] { "policy", "n", "b", "chunks", "gain", "seed", "score", "chunk_entropy", "elapsed_ms", "load_ms", "cpu_ms" }, root.EnumerateObject().Select(p => p.Name).ToArray());
         Assert.Equal("learnability", root.GetProperty("policy").GetString());
         Assert.Equal(2048, root.GetProperty("n").GetInt32());
         Assert.Equal(512, root.GetProperty("b").GetInt32());

@@ -56,6 +56,7 @@ internal static class BenchCommand
 
         var bench = new Command("bench", "Benchmarks that write JSON.");
         bench.Subcommands.Add(models);
+        bench.Subcommands.Add(BenchSelectCommand.Create());
         return bench;
     }
 

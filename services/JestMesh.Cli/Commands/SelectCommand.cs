@@ -35,11 +35,12 @@ public static class SelectCommand
         var seed = new Option<int>("--seed") { Description = "Random seed; the same seed and inputs give the same selection.", DefaultValueFactory = _ => 0 };
         var softmax = new Option<bool>("--softmax") { Description = "Embedding mode: softmax (InfoNCE) conditional scores instead of the sigmoid (SigLIP) loss." };
         var output = Path("--out", "Where to write the selected indices (int64 .npy of shape (b,)).");
-        var summary = Path("--summary", "Optional JSON summary: policy, n, b, chunks, gain, seed, score, chunk_entropy, elapsed_ms.");
+        var summary = Path("--summary", "Optional JSON summary: policy, n, b, chunks, gain, seed, score, chunk_entropy, elapsed_ms (the selection), load_ms (reading the inputs), cpu_ms (CPU time of the process during the selection).");
         var makeSample = Path("--make-sample", "Write a synthetic sample super-batch (.npy files) into this directory and print the select commands to run on it.");
+        var sampleSize = new Option<int>("--sample-size") { Description = "N of the --make-sample super-batch.", DefaultValueFactory = _ => SelectSample.Count };
 
         var command = new Command("select", "Select the most learnable sub-batch of one super-batch with JEST (joint example selection).");
-        foreach (var o in new Option[] { learnerImg, learnerTxt, learnerAlpha, learnerBeta, refImg, refTxt, refAlpha, refBeta, learnerLoss, refLoss, batchSize, chunks, policy, gain, greedy, seed, softmax, output, summary, makeSample })
+        foreach (var o in new Option[] { learnerImg, learnerTxt, learnerAlpha, learnerBeta, refImg, refTxt, refAlpha, refBeta, learnerLoss, refLoss, batchSize, chunks, policy, gain, greedy, seed, softmax, output, summary, makeSample, sampleSize })
         {
             command.Options.Add(o);
         }
@@ -52,7 +53,7 @@ public static class SelectCommand
             {
                 if (parse.GetValue(makeSample) is { } dir)
                 {
-                    SelectSample.Write(dir, stdout);
+                    SelectSample.Write(dir, stdout, parse.GetValue(sampleSize));
                     return 0;
                 }
 
@@ -131,14 +132,17 @@ public static class SelectCommand
             throw new SelectInputException("--batch-size is required");
         }
 
+        var loadClock = System.Diagnostics.Stopwatch.StartNew();
         bool needLearner = r.Policy is SelectionPolicy.Learnability or SelectionPolicy.HardLearner;
         bool needReference = r.Policy is SelectionPolicy.Learnability or SelectionPolicy.EasyReference;
         IScoreSource source = embeddings
             ? EmbeddingSource(r, needLearner, needReference)
             : LossSource(r, needLearner, needReference);
         r.N = source.Count;
+        r.LoadMs = loadClock.Elapsed.TotalMilliseconds;
 
         SelectionResult result;
+        var cpu = Environment.CpuUsage.TotalTime;
         try
         {
             result = JointSampler.Select(source, new SamplerOptions { BatchSize = b, Chunks = r.Chunks, Gain = r.Gain, Greedy = r.Greedy }, new Random(r.Seed));
@@ -148,6 +152,8 @@ public static class SelectCommand
             throw new SelectInputException($"{OptionName(e.ParamName)}: {Strip(e)}");
         }
 
+        // Every thread of the process (the sampler's parallel parts, the JIT's background compiles): robust to a loaded machine.
+        r.CpuMs = (Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds;
         var indices = Array.ConvertAll(result.Indices, i => (long)i);
         Write(r.Out, () => NpyFile.WriteInt64(r.Out, indices, indices.Length));
         if (r.Summary is { } summaryPath)
@@ -344,6 +350,8 @@ public static class SelectCommand
 
         json.WriteEndArray();
         json.WriteNumber("elapsed_ms", result.Elapsed.TotalMilliseconds);
+        json.WriteNumber("load_ms", r.LoadMs);
+        json.WriteNumber("cpu_ms", r.CpuMs);
         json.WriteEndObject();
     }
 
@@ -372,6 +380,12 @@ public static class SelectCommand
         SelectionPolicy Policy, double Gain, bool Greedy, int Seed, bool Softmax, string? Out, string? Summary)
     {
         public int N { get; set; }
+
+        /// <summary>Reading and checking the input files, ms (elapsed_ms is the selection itself).</summary>
+        public double LoadMs { get; set; }
+
+        /// <summary>CPU time of the whole process during the selection, ms.</summary>
+        public double CpuMs { get; set; }
     }
 }
 

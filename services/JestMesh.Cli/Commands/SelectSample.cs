@@ -10,9 +10,14 @@ public static class SelectSample
     public const float Alpha = 10f;
     public const float Beta = -10f;
 
-    /// <summary>Writes the .npy files into <paramref name="dir"/> and prints the commands that select from them.</summary>
-    public static void Write(string dir, TextWriter stdout)
+    /// <summary>Writes the .npy files (N = <paramref name="count"/> pairs) into <paramref name="dir"/> and prints the commands that select from them.</summary>
+    public static void Write(string dir, TextWriter stdout, int count = Count)
     {
+        if (count < 16)
+        {
+            throw new SelectInputException($"--sample-size {count}: a sample needs at least 16 pairs");
+        }
+
         try
         {
             Directory.CreateDirectory(dir);
@@ -22,25 +27,25 @@ public static class SelectSample
             throw new SelectInputException($"{dir}: cannot create the sample directory: {e.Message}");
         }
 
-        var (li, lt, ri, rt) = Embeddings(new Random(2024));
+        var (li, lt, ri, rt) = Embeddings(new Random(2024), count);
         string P(string name) => System.IO.Path.Combine(dir, name);
-        NpyFile.WriteFloat32(P("learner_img.npy"), li, Count, Dim);
-        NpyFile.WriteFloat32(P("learner_txt.npy"), lt, Count, Dim);
-        NpyFile.WriteFloat32(P("ref_img.npy"), ri, Count, Dim);
-        NpyFile.WriteFloat32(P("ref_txt.npy"), rt, Count, Dim);
+        NpyFile.WriteFloat32(P("learner_img.npy"), li, count, Dim);
+        NpyFile.WriteFloat32(P("learner_txt.npy"), lt, count, Dim);
+        NpyFile.WriteFloat32(P("ref_img.npy"), ri, count, Dim);
+        NpyFile.WriteFloat32(P("ref_txt.npy"), rt, count, Dim);
         // Per-example mode uses each model's own matching-pair loss, −log σ(α⟨img_i, txt_i⟩ + β).
-        NpyFile.WriteFloat32(P("learner_loss.npy"), PairLosses(li, lt), Count);
-        NpyFile.WriteFloat32(P("ref_loss.npy"), PairLosses(ri, rt), Count);
-        stdout.WriteLine($"wrote a synthetic super-batch of N = {Count} pairs (d = {Dim}, α = {Alpha}, β = {Beta}) to {dir}");
+        NpyFile.WriteFloat32(P("learner_loss.npy"), PairLosses(li, lt), count);
+        NpyFile.WriteFloat32(P("ref_loss.npy"), PairLosses(ri, rt), count);
+        stdout.WriteLine($"wrote a synthetic super-batch of N = {count} pairs (d = {Dim}, α = {Alpha}, β = {Beta}) to {dir}");
         stdout.WriteLine("embedding mode (sigmoid learnability, f = 0.75):");
         stdout.WriteLine($"  ./jestmesh select --learner-img {P("learner_img.npy")} --learner-txt {P("learner_txt.npy")} --learner-alpha {Alpha} --learner-beta {Beta} " +
-            $"--ref-img {P("ref_img.npy")} --ref-txt {P("ref_txt.npy")} --ref-alpha {Alpha} --ref-beta {Beta} --batch-size 512 --out {P("selected.npy")} --summary {P("summary.json")}");
+            $"--ref-img {P("ref_img.npy")} --ref-txt {P("ref_txt.npy")} --ref-alpha {Alpha} --ref-beta {Beta} --batch-size {count / 4} --out {P("selected.npy")} --summary {P("summary.json")}");
         stdout.WriteLine("per-example mode:");
-        stdout.WriteLine($"  ./jestmesh select --learner-loss {P("learner_loss.npy")} --ref-loss {P("ref_loss.npy")} --batch-size 512 --out {P("selected_per_example.npy")}");
+        stdout.WriteLine($"  ./jestmesh select --learner-loss {P("learner_loss.npy")} --ref-loss {P("ref_loss.npy")} --batch-size {count / 4} --out {P("selected_per_example.npy")}");
     }
 
     /// <summary>16 clusters; a third of the captions come from another cluster (noisy web pairs); the reference sees clusters sharply, the learner through more noise.</summary>
-    private static (float[] Li, float[] Lt, float[] Ri, float[] Rt) Embeddings(Random random)
+    private static (float[] Li, float[] Lt, float[] Ri, float[] Rt) Embeddings(Random random, int count)
     {
         const int clusters = 16;
         var centres = new float[clusters * Dim];
@@ -52,10 +57,10 @@ public static class SelectSample
         var m = new float[4][];
         for (int a = 0; a < 4; a++)
         {
-            m[a] = new float[Count * Dim];
+            m[a] = new float[count * Dim];
         }
 
-        for (int i = 0; i < Count; i++)
+        for (int i = 0; i < count; i++)
         {
             int c = random.Next(clusters);
             int ct = random.NextDouble() < 0.33 ? random.Next(clusters) : c;
@@ -71,7 +76,7 @@ public static class SelectSample
 
         foreach (var a in m)
         {
-            for (int i = 0; i < Count; i++)
+            for (int i = 0; i < count; i++)
             {
                 var row = a.AsSpan(i * Dim, Dim);
                 float norm = System.Numerics.Tensors.TensorPrimitives.Norm(row);
@@ -84,8 +89,8 @@ public static class SelectSample
 
     private static float[] PairLosses(float[] img, float[] txt)
     {
-        var loss = new float[Count];
-        for (int i = 0; i < Count; i++)
+        var loss = new float[img.Length / Dim];
+        for (int i = 0; i < loss.Length; i++)
         {
             double u = (Alpha * System.Numerics.Tensors.TensorPrimitives.Dot(img.AsSpan(i * Dim, Dim), txt.AsSpan(i * Dim, Dim))) + Beta;
             loss[i] = (float)(Math.Max(-u, 0) + Math.Log(1 + Math.Exp(-Math.Abs(u))));

@@ -104,7 +104,14 @@ internal static class ResultsBuilder
             r.SwappedShare.Count == 0 ? null : r.SwappedShare.Average())).ToList();
         var accounting = new Accounting(runs.Sum(r => r.Produced), runs.Sum(r => r.Trained), runs.Sum(r => r.Filtered), runs.Sum(r => r.DeadLettered));
         var selection = runs.SelectMany(r => r.SelectionMs).ToList();
-        var stalls = runs.Where(r => r.StallShare is not null).Select(r => new RunStall(r.Name, r.StallShare!.Value)).ToList();
+        var stalls = runs.Where(r => r.StallShare is not null || r.Time is not null).Select(r => new RunStall(r.Name, r.StallShare ?? (r.Time is { WallS: > 0 } t ? t.WaitS / t.WallS : 0))
+        {
+            WallS = r.Time?.WallS,
+            WaitS = r.Time?.WaitS,
+            LearnerS = r.Time?.LearnerS,
+            EvalS = r.Time?.EvalS,
+            LearnerMsPerStep = r.Time?.LearnerMsPerStep,
+        }).ToList();
         return new DemoResults(results, accounting, new StageReport(stageSource, spans, Stats.Summarize(selection), stalls));
     }
 

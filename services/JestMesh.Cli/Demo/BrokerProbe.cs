@@ -11,7 +11,7 @@ namespace JestMesh.Cli.Demo;
 internal readonly record struct QueueDepth(string Queue, uint Messages, uint Consumers);
 
 /// <summary>One curated batch as the Selection service recorded it in its durable log.</summary>
-internal sealed record LoggedBatch(string Job, string SessionId, long Sequence, int Selected, int Swapped, int Filtered, double SelectionMs, bool DistinctIds);
+internal sealed record LoggedBatch(string Job, string SessionId, long Sequence, string SuperBatchId, int Selected, int Swapped, int Filtered, double SelectionMs, bool DistinctIds);
 
 /// <summary>
 /// The demo's own view of the broker: queue depths by passive declare (the management API is not
@@ -132,7 +132,7 @@ internal sealed class BatchLogReader(IChannel channel) : IAsyncDisposable
 
         var ids = new HashSet<long>(batch.Examples.Select(e => e.Id));
         var distinct = ids.Count == batch.Examples.Count && batch.FilteredIds.All(ids.Add);
-        var logged = new LoggedBatch(job, batch.SessionId, batch.Sequence, batch.Examples.Count,
+        var logged = new LoggedBatch(job, batch.SessionId, batch.Sequence, batch.SuperBatchId, batch.Examples.Count,
             batch.Examples.Count(e => e.GroundTruth == GroundTruthKind.Swapped), batch.FilteredIds.Count, batch.Diagnostics?.SelectionMs ?? 0, distinct);
         lock (_gate)
         {

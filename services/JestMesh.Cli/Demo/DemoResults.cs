@@ -75,7 +75,27 @@ internal sealed record LatencySummary(
     [property: JsonPropertyName("p95")] double P95,
     [property: JsonPropertyName("max")] double Max);
 
-/// <summary>Share of a run's trainer wall time spent waiting for data.</summary>
+/// <summary>
+/// Where a run's trainer time went: the share of its wall time spent waiting for data, and (when measured) the
+/// seconds of wall time, of waiting for data, of the learner's own work (scoring + training) and of evaluation.
+/// The learner's time per step compares runs whatever their data waited on (e.g. the first run on a cold Scoring).
+/// </summary>
 internal sealed record RunStall(
     [property: JsonPropertyName("run")] string Run,
-    [property: JsonPropertyName("share")] double Share);
+    [property: JsonPropertyName("share")] double Share)
+{
+    [JsonPropertyName("wall_s")]
+    public double? WallS { get; init; }
+
+    [JsonPropertyName("wait_s")]
+    public double? WaitS { get; init; }
+
+    [JsonPropertyName("learner_s")]
+    public double? LearnerS { get; init; }
+
+    [JsonPropertyName("eval_s")]
+    public double? EvalS { get; init; }
+
+    [JsonPropertyName("learner_ms_per_step")]
+    public double? LearnerMsPerStep { get; init; }
+}

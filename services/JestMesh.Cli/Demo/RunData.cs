@@ -3,6 +3,16 @@ namespace JestMesh.Cli.Demo;
 /// <summary>One evaluation of a learner on the test set.</summary>
 internal sealed record EvalRow(int Step, double ZeroShotAcc, double RAt1);
 
+/// <summary>
+/// Where a trainer's time went, seconds: wall (from its first batch), waiting on the stream for data (a cold Scoring
+/// shows here), the learner's own work (scoring passes + training steps) and evaluation, over <paramref name="Steps"/> steps.
+/// </summary>
+internal sealed record TrainerTime(double WallS, double WaitS, double LearnerS, double EvalS, int Steps)
+{
+    /// <summary>The learner's own time per step, ms: what compares runs whatever their data waited on.</summary>
+    public double? LearnerMsPerStep => Steps > 0 ? LearnerS * 1000 / Steps : null;
+}
+
 /// <summary>Where a run's figures come from: the service pipeline or the in-process learner loop.</summary>
 internal enum RunSource
 {
@@ -37,6 +47,9 @@ internal sealed record RunData
 
     /// <summary>Share of the trainer's wall time spent waiting for its next batch (null when not measured).</summary>
     public double? StallShare { get; init; }
+
+    /// <summary>Where the trainer's time went (null when not measured).</summary>
+    public TrainerTime? Time { get; init; }
 
     public RunSource Source { get; init; } = RunSource.Services;
 

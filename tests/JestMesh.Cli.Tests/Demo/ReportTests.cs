@@ -203,6 +203,30 @@ public sealed class ReportWriterTests : IDisposable
     }
 
     [Fact]
+    public void Every_plot_has_drawn_content_and_the_stage_plot_shows_its_bars()
+    {
+        var runs = ResultsBuilderTests.Sample();
+        StageTiming[] stages =
+        [
+            new("ingest.publish", 60, 4, 4, 6, 0.24), new("scoring.process", 60, 30, 28, 45, 1.8), new("selection.select", 40, 3, 3, 4, 0.12),
+            new("trainer.step", 60, 12, 11, 20, 0.72), new("publish jestmesh.scored.job.*", 60, 1, 1, 2, 0.06),
+        ];
+        var results = ResultsBuilder.Build(runs, stages, "test spans");
+        ReportWriter.Write(_dir, results, runs, new ReportContext("test", true, []));
+        foreach (var png in new[] { "accuracy_vs_steps.png", "accuracy_vs_compute.png", "swapped_share.png", "selection_latency.png", "stages.png" })
+        {
+            var image = PngContent.Read(Path.Combine(_dir, png));
+            // A blank (all white) image has no variance; a plot with axes, labels and data has plenty of dark pixels.
+            Assert.True(image.LuminanceStdDev > 20, $"{png}: luminance standard deviation {image.LuminanceStdDev:0.0}, the image is (nearly) blank");
+            Assert.True(image.NonWhiteShare > 0.02, $"{png}: only {image.NonWhiteShare:P2} of its pixels are not white");
+        }
+
+        // The bars themselves: the longest (scoring.process, 30 ms) alone covers a good part of the data area in steel blue.
+        var stagesPng = PngContent.Read(Path.Combine(_dir, "stages.png"));
+        Assert.True(stagesPng.Share(ScottPlot.Colors.SteelBlue) > 0.05, $"stages.png: {stagesPng.Share(ScottPlot.Colors.SteelBlue):P2} of its pixels are the bars' colour");
+    }
+
+    [Fact]
     public void Report_states_whether_JEST_meets_the_issue_targets()
     {
         var runs = ResultsBuilderTests.Sample();

@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace JestMesh.Cli.Demo;
+
+/// <summary>
+/// The demo's local pipeline: a private RabbitMQ broker on loopback, the OTLP receiver the services send their
+/// traces to, the broker probe, and the long-lived Scoring and Selection processes. Runs add their own Ingest and
+/// Trainer processes through <see cref="Start"/>. Disposing stops everything it started, services first.
+/// </summary>
+internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpForward, Action<string> say) : IAsyncDisposable
+{
+    public const string Prefix = "jestmesh";
+    public const string SuperBatchQueue = Prefix + ".superbatches";
+    public const string ScoredQueue = Prefix + ".scored";
+    public const string DeadLetterQueue = Prefix + ".dead";
+    public const string LogStream = Prefix + ".selection.log";
+
+    private readonly Stack<IAsyncDisposable> _started = new();
+    private OtlpReceiver? _otlp;
+    private BrokerProbe? _probe;
+    private string _amqp = "";
+
+    /// <summary>The credential the Selection service demands of every RPC (fresh per demo).</summary>
+    public string ApiKey { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+
+    public int SelectionPort { get; private set; }
+
+    public OtlpReceiver Otlp => _otlp ?? throw new InvalidOperationException("the pipeline is not started.");
+
+    public BrokerProbe Probe => _probe ?? throw new InvalidOperationException("the pipeline is not started.");
+
+    /// <summary>The spans received so far (none before the pipeline starts).</summary>
+    public IReadOnlyList<SpanRecord> Spans => _otlp?.Spans ?? [];
+
+    /// <summary>Starts the broker, the OTLP receiver, Scoring and Selection, and waits until both serve.</summary>
+    public async Task StartAsync(string reference, CancellationToken cancellationToken)
+    {
+        // Broker: private, on loopback, its own data directory and ports.
+        var brokerDir = Path.Combine(outDirectory, "broker");
+        var amqpPort = Repo.FreePort();
+        var brokerEnv = new Dictionary<string, string>
+        {
+            ["JESTMESH_AMQP_PORT"] = amqpPort.ToString(CultureInfo.InvariantCulture),
+            ["JESTMESH_DIST_PORT"] = Repo.FreePort().ToString(CultureInfo.InvariantCulture),
+        };
+        say($"broker: starting RabbitMQ on 127.0.0.1:{amqpPort} ({brokerDir})");
+        var uri = "";
+        _started.Push(new Cleanup(async () =>
+        {
+            await Repo.RunAsync(repo.Script("broker.sh"), ["stop", brokerDir], repo.Root, CancellationToken.None, brokerEnv);
+            Directory.Delete(brokerDir, recursive: true);
+        }));
+        var code = await Repo.RunAsync(repo.Script("broker.sh"), ["start", brokerDir], repo.Root, cancellationToken, brokerEnv, line => uri = line.Trim());
+        if (code != 0 || !uri.StartsWith("amqp://", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"scripts/broker.sh start {brokerDir} failed (exit {code}); see {brokerDir}/log.");
+        }
+
+        _amqp = uri;
+        _probe = await BrokerProbe.ConnectAsync(uri, cancellationToken);
+        _started.Push(_probe);
+        _otlp = new OtlpReceiver(Repo.FreePort(), otlpForward);
+        _started.Push(_otlp);
+        if (otlpForward is not null)
+        {
+            say($"traces: received on {_otlp.Endpoint} and forwarded to {otlpForward} (OTLP/HTTP)");
+        }
+
+        var cache = Path.Combine(repo.Root, ".jestmesh", "cache", $"scoring-{ReferenceCheckpoint.Sha256(reference)[..16]}.bin");
+        Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
+        Start("JestMesh.Scoring", new()
+        {
+            ["Scoring__ReferenceDirectory"] = reference,
+            ["Scoring__Device"] = "cpu",
+            ["Scoring__CachePath"] = cache,
+            // One super-batch at a time keeps Ingest's order (two at once may publish them swapped).
+            ["Messaging__ConsumerConcurrency"] = "1",
+        });
+        SelectionPort = Repo.FreePort();
+        // One router delivery at a time keeps each job's super-batches in Ingest's order, so a run with
+        // a fixed seed is reproducible (the service's default of 4 may reorder them for throughput).
+        Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = ApiKey, ["Selection__LogStream"] = LogStream, ["Messaging__ConsumerConcurrency"] = "1" }, SelectionPort);
+        await WaitUntilAsync("Scoring consumes super-batches", async ct => await _probe.DepthAsync(SuperBatchQueue, ct) is { Consumers: > 0 }, cancellationToken);
+        await WaitUntilAsync("Selection serves gRPC and has its batch log", async ct =>
+            await Repo.PortOpenAsync(SelectionPort, ct) && await _probe.DepthAsync(LogStream, ct) is not null, cancellationToken);
+        say($"pipeline: Scoring and Selection ready (Selection on 127.0.0.1:{SelectionPort})");
+    }
+
+    /// <summary>Starts a service host as a child process wired to the broker and the OTLP receiver; stopped with the pipeline.</summary>
+    public ChildProcess Start(string host, Dictionary<string, string> settings, int? port = null, string? logName = null)
+    {
+        var env = new Dictionary<string, string>(settings)
+        {
+            ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port ?? Repo.FreePort()}",
+            ["DOTNET_ENVIRONMENT"] = "Production",
+            ["Messaging__Uri"] = _amqp,
+            ["Messaging__QueuePrefix"] = Prefix,
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = Otlp.Endpoint,
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "1000",
+            ["OTEL_METRIC_EXPORT_INTERVAL"] = "2000",
+            ["Logging__Console__FormatterName"] = "simple",
+            ["Logging__Console__FormatterOptions__SingleLine"] = "true",
+        };
+        var dll = repo.HostDll(host);
+        var child = ChildProcess.Start(host, "dotnet", [dll], Path.GetDirectoryName(dll)!, env, Path.Combine(outDirectory, "logs", (logName ?? host) + ".log"));
+        _started.Push(child);
+        return child;
+    }
+
+    /// <summary>Polls <paramref name="condition"/> until it holds; fails early, with its log's tail, when a started process exits.</summary>
+    public async Task WaitUntilAsync(string what, Func<CancellationToken, Task<bool>> condition, CancellationToken cancellationToken, TimeSpan? deadline = null)
+    {
+        var until = Stopwatch.StartNew();
+        var limit = deadline ?? TimeSpan.FromMinutes(2);
+        while (!await condition(cancellationToken))
+        {
+            foreach (var p in _started.OfType<ChildProcess>())
+            {
+                if (p.HasExited)
+                {
+                    throw new InvalidOperationException($"{p.Name} exited (code {p.ExitCode}) while waiting until {what}; its log {p.LogPath} ends:\n{p.Tail()}");
+                }
+            }
+
+            if (until.Elapsed > limit)
+            {
+                throw new TimeoutException($"gave up waiting {limit.TotalSeconds:0} s until {what}.");
+            }
+
+            await Task.Delay(200, cancellationToken);
+        }
+    }
+
+    /// <summary>Stops one process started here (a run's Ingest or Trainer) and forgets it.</summary>
+    public async Task StopAsync(ChildProcess item)
+    {
+        await item.DisposeAsync();
+        var keep = _started.Where(s => !ReferenceEquals(s, item)).Reverse().ToList();
+        _started.Clear();
+        foreach (var k in keep)
+        {
+            _started.Push(k);
+        }
+    }
+
+    /// <summary>Stops whatever is still running: service processes first, all at once, then the rest in reverse order.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        var children = _started.OfType<ChildProcess>().ToList();
+        var rest = _started.Where(s => s is not ChildProcess).ToList();
+        _started.Clear();
+        await Task.WhenAll(children.Select(async c => await Quietly(c)));
+        foreach (var item in rest)
+        {
+            await Quietly(item);
+        }
+    }
+
+    private static async Task Quietly(IAsyncDisposable item)
+    {
+        try
+        {
+            await item.DisposeAsync();
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or UnauthorizedAccessException or RabbitMQ.Client.Exceptions.AlreadyClosedException or OperationCanceledException)
+        {
+            Console.Error.WriteLine($"demo: while stopping: {e.Message}");
+        }
+    }
+
+    private sealed class Cleanup(Func<Task> action) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await action();
+    }
+}
