@@ -3,6 +3,7 @@ using JestMesh.Client;
 using JestMesh.Curation;
 using JestMesh.Learning;
 using JestMesh.Models;
+using JestMesh.Protos;
 using JestMesh.Protos.V1;
 
 namespace JestMesh.Trainer;
