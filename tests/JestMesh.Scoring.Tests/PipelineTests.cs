@@ -3,6 +3,7 @@ using Google.Protobuf;
 using JestMesh.Learning;
 using JestMesh.Ingest;
 using JestMesh.Messaging;
+using JestMesh.Protos.V1;
 using JestMesh.TestKit;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
