@@ -29,8 +29,14 @@ public sealed class IngestOptions
     [Range(0, int.MaxValue)]
     public int ResumeBelow { get; set; }
 
-    /// <summary>Start publishing when the host starts (the hosted service); false leaves it to `./jestmesh ingest`.</summary>
+    /// <summary>Start publishing when the host starts (the hosted service); false leaves it to a caller of <see cref="IngestRunner"/>.</summary>
     public bool RunOnStart { get; set; } = true;
+
+    /// <summary>
+    /// Stop the host once the run is over, exit code 0 when every super-batch was published and 1 when
+    /// the run failed (how `./jestmesh ingest` runs the service); false stays up for probes.
+    /// </summary>
+    public bool ExitWhenDone { get; set; }
 
     /// <summary>Seed of the order the pool is streamed in (`train --inproc --seed` uses the same order).</summary>
     [Range(0, int.MaxValue)]

@@ -50,7 +50,7 @@ public sealed partial class IngestRunner
         var ids = new List<long>();
         var sequence = 0L;
         var waits = 0;
-        foreach (var positions in SuperBatchBuilder.Plan(data.Pool.Count, _options))
+        foreach (var positions in IngestPlan.Positions(data.Pool.Count, _options))
         {
             var batch = SuperBatchBuilder.Build(data, _options.Job, sequence, positions);
             using (var activity = Source.StartActivity(Telemetry.Spans.IngestPublish, ActivityKind.Internal))

@@ -3,10 +3,10 @@ using Microsoft.Extensions.Options;
 
 namespace JestMesh.Ingest;
 
-/// <summary>Runs one ingest pass when the host starts (Ingest:RunOnStart), then stays up for probes.</summary>
-public sealed partial class IngestWorker(IngestRunner runner, IOptions<IngestOptions> options, ILogger<IngestWorker> logger) : BackgroundService
+/// <summary>Runs one ingest pass when the host starts (Ingest:RunOnStart), then stays up for probes or, with Ingest:ExitWhenDone, stops the host.</summary>
+public sealed partial class IngestWorker(IngestRunner runner, IOptions<IngestOptions> options, IHostApplicationLifetime lifetime, ILogger<IngestWorker> logger) : BackgroundService
 {
-    /// <summary>Completes with the result of the run (tests and the CLI wait on it).</summary>
+    /// <summary>Completes with the result of the run (tests wait on it).</summary>
     public Task<IngestResult> Completion => _completion.Task;
 
     private readonly TaskCompletionSource<IngestResult> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -22,6 +22,10 @@ public sealed partial class IngestWorker(IngestRunner runner, IOptions<IngestOpt
             // Loading and captioning 60k images is CPU work: keep it off the host's start path.
             var data = await Task.Run(() => PairDataset.Build(options.Value.ToDataOptions()), stoppingToken);
             _completion.TrySetResult(await runner.RunAsync(data, stoppingToken));
+            if (options.Value.ExitWhenDone)
+            {
+                lifetime.StopApplication();
+            }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -31,6 +35,8 @@ public sealed partial class IngestWorker(IngestRunner runner, IOptions<IngestOpt
         {
             LogFailed(logger, ex);
             _completion.TrySetException(ex);
+            // The host stops on a failed background service; its exit code says the run failed.
+            Environment.ExitCode = 1;
             throw;
         }
     }

@@ -81,16 +81,7 @@ public sealed partial class CuratedTrainer : ICurateLearner, IDisposable
     LearnerScores ICurateLearner.Score(Candidate candidate)
     {
         var (ids, pixels, tokens) = ExampleArrays.Of(candidate.Examples, $"candidate {candidate.SuperBatchId}");
-        var view = _learner.Score(new ExampleBatch(ids, pixels, tokens));
-        return new LearnerScores
-        {
-            SuperBatchId = candidate.SuperBatchId,
-            ImageEmbeddings = Protos.V1.Tensor.FromFloat32(view.Image.ToArray(), view.Count, view.Dim),
-            TextEmbeddings = Protos.V1.Tensor.FromFloat32(view.Text.ToArray(), view.Count, view.Dim),
-            Alpha = view.Alpha,
-            Beta = view.Beta,
-            LearnerStep = _state.Step,
-        };
+        return LearnerScores.Of(candidate.SuperBatchId, _learner.Score(new ExampleBatch(ids, pixels, tokens)), _state.Step);
     }
 
     void ICurateLearner.Train(CuratedBatch batch)

@@ -55,7 +55,7 @@ public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
 
         Assert.True(result.BackpressureWaits >= 1, "the broker refused at least one publish");
         Assert.Equal(Enumerable.Range(0, 8).Select(i => (long)i), received.Select(b => b.Sequence).Order());
-        var planned = SuperBatchBuilder.Plan(pairs.Data.Pool.Count, ingestOptions).SelectMany(positions => positions.Select(p => pairs.Data.Pool[p].Id));
+        var planned = IngestPlan.Positions(pairs.Data.Pool.Count, ingestOptions).SelectMany(positions => positions.Select(p => pairs.Data.Pool[p].Id));
         Assert.Equal(planned, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
         Assert.Equal(result.ExampleIds, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
     }
@@ -84,11 +84,11 @@ public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
     [Fact]
     public void Plan_covers_each_epoch_once_and_stops_at_the_limit()
     {
-        var plan = SuperBatchBuilder.Plan(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2 }).ToList();
-        var limited = SuperBatchBuilder.Plan(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2, MaxSuperBatches = 4 }).Count();
+        var plan = IngestPlan.Positions(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2 }).ToList();
+        var limited = IngestPlan.Positions(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2, MaxSuperBatches = 4 }).Count();
 
-        var again = SuperBatchBuilder.Plan(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2 }).ToList();
-        var otherSeed = SuperBatchBuilder.Plan(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2, OrderSeed = 1 }).ToList();
+        var again = IngestPlan.Positions(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2 }).ToList();
+        var otherSeed = IngestPlan.Positions(1000, new IngestOptions { Job = "j", SuperBatchSize = 300, Epochs = 2, OrderSeed = 1 }).ToList();
 
         Assert.Equal(6, plan.Count);
         Assert.Equal(900, plan.Take(3).SelectMany(p => p).Distinct().Count());
@@ -98,6 +98,6 @@ public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
         Assert.Equal(plan, again);
         Assert.NotEqual(plan[0], otherSeed[0]);
         Assert.Equal(4, limited);
-        Assert.Throws<ArgumentException>(() => SuperBatchBuilder.Plan(10, new IngestOptions { Job = "j", SuperBatchSize = 11 }).ToList());
+        Assert.Throws<ArgumentException>(() => IngestPlan.Positions(10, new IngestOptions { Job = "j", SuperBatchSize = 11 }).ToList());
     }
 }

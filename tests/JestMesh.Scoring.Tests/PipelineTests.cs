@@ -4,6 +4,7 @@ using JestMesh.Ingest;
 using JestMesh.Learning;
 using JestMesh.Messaging;
 using JestMesh.Protos;
+using JestMesh.Protos.V1;
 using JestMesh.TestKit;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;

@@ -5,11 +5,12 @@ using System.Text.Json;
 using Google.Protobuf;
 using Grpc.Core;
 using JestMesh.Cli.Demo;
+using JestMesh.Client;
 using JestMesh.Data;
+using JestMesh.Learning;
 using JestMesh.Messaging;
 using JestMesh.Models;
 using JestMesh.Protos.V1;
-using JestMesh.Trainer;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
 
@@ -18,7 +19,9 @@ namespace JestMesh.Cli.Commands;
 /// <summary>
 /// `jestmesh bench-selection`: the two Selection figures, written as JSON. (1) Curated batches per
 /// second one replica serves to concurrent learner-free StreamBatches sessions; (2) the trainer's
-/// data stall with JEST in the loop. Needs a broker (scripts/broker.sh start DIR prints its URI).
+/// data stall with JEST in the loop. Selection runs as its own process (the service's Release build,
+/// as deployed); the trainer is the client library's <see cref="CurateSession"/> with a learner of the
+/// learning core. Needs a broker (scripts/broker.sh start DIR prints its URI).
 /// </summary>
 internal static class BenchSelectionCommand
 {
@@ -33,16 +36,15 @@ internal static class BenchSelectionCommand
         var batches = new Option<int>("--batches") { Description = "Curated batches to serve in the throughput run (all sessions together).", DefaultValueFactory = _ => 200 };
         var batchSize = new Option<int>("--batch-size") { Description = "b, the learner batch size.", DefaultValueFactory = _ => 128 };
         var filter = new Option<double>("--filter-ratio") { Description = "f = 1 − b/N.", DefaultValueFactory = _ => 0.8 };
-        var inProcess = new Option<bool>("--in-process") { Description = "Host Selection inside the bench's process instead of as its own process (as deployed)." };
         var steps = new Option<int>("--trainer-steps") { Description = "Trainer steps in the stall run (0 skips it).", DefaultValueFactory = _ => 40 };
         var command = new Command("bench-selection", "Measure Selection throughput (learner-free sessions) and the trainer's data stall with JEST; writes JSON.");
-        foreach (var option in new Option[] { amqp, output, sessions, batches, batchSize, filter, steps, inProcess })
+        foreach (var option in new Option[] { amqp, output, sessions, batches, batchSize, filter, steps })
         {
             command.Options.Add(option);
         }
         command.SetAction(async (parse, cancellationToken) =>
         {
-            var settings = new BenchSettings(parse.GetValue(amqp)!, parse.GetValue(sessions), parse.GetValue(batches), parse.GetValue(batchSize), parse.GetValue(filter), parse.GetValue(steps), parse.GetValue(inProcess));
+            var settings = new BenchSettings(parse.GetValue(amqp)!, parse.GetValue(sessions), parse.GetValue(batches), parse.GetValue(batchSize), parse.GetValue(filter), parse.GetValue(steps));
             if (settings.Sessions < 1 || settings.Batches < settings.Sessions || settings.BatchSize < 16 || settings.BatchSize % 16 != 0 || settings.FilterRatio is < 0 or >= 1)
             {
                 Console.Error.WriteLine("bench-selection: need --sessions ≥ 1, --batches ≥ --sessions, --batch-size a positive multiple of 16 (16 chunks), 0 ≤ --filter-ratio < 1.");
@@ -57,7 +59,7 @@ internal static class BenchSelectionCommand
         return command;
     }
 
-    private sealed record BenchSettings(string Amqp, int Sessions, int Batches, int BatchSize, double FilterRatio, int TrainerSteps, bool InProcess)
+    private sealed record BenchSettings(string Amqp, int Sessions, int Batches, int BatchSize, double FilterRatio, int TrainerSteps)
     {
         public int SuperBatchSize => (int)Math.Round(BatchSize / (1 - FilterRatio));
     }
@@ -84,10 +86,8 @@ internal static class BenchSelectionCommand
         await using var connections = new BrokerConnections(Microsoft.Extensions.Options.Options.Create(messaging), NullLogger<BrokerConnections>.Instance);
         await using var publisher = new ConfirmedPublisher(connections, NullLogger<ConfirmedPublisher>.Instance);
         await using var probe = await BrokerProbe.ConnectAsync(settings.Amqp, cancellationToken);
-        await using var selection = settings.InProcess
-            ? await BenchSelectionHost.StartInProcessAsync(settings.Amqp, prefix, port, ApiKey, cancellationToken)
-            : await BenchSelectionHost.StartProcessAsync(settings.Amqp, prefix, port, ApiKey, probe, cancellationToken);
-        result["selection"] = settings.InProcess ? "in the bench's process" : "its own process (JestMesh.Selection host, Release)";
+        await using var selection = await BenchSelectionHost.StartProcessAsync(settings.Amqp, prefix, port, ApiKey, probe, cancellationToken);
+        result["selection"] = "its own process (JestMesh.Selection host, Release)";
         string QueueOf(string job) => $"{connections.Topology.Scored}.job.{job}";
 
         // 1. Serving capacity: pre-fill a job's queue (published and routed first), then serve it.
@@ -132,33 +132,22 @@ internal static class BenchSelectionCommand
         {
             var job = $"train-{ahead}";
             await PublishAsync(publisher, connections.Topology, templates, job, settings.TrainerSteps + 2, cancellationToken);
-            var checkpoints = Path.Combine(Path.GetTempPath(), $"jm-bench-{Guid.NewGuid():N}");
-            var options = new TrainerOptions
+            using var channel = Channel(port);
+            using var learner = new BenchLearner(new LearnerSession(new LearnerOptions { Steps = settings.TrainerSteps, EvalEvery = 0 }, evaluator: null));
+            var session = new CurateSession(channel, new CurateSettings
             {
-                SelectionAddress = $"http://127.0.0.1:{port}",
-                ApiKey = ApiKey,
                 Job = job,
+                ApiKey = ApiKey,
                 Policy = Policy.Learnability,
                 FilterRatio = settings.FilterRatio,
                 Chunks = 16,
                 Gain = 1,
-                Steps = settings.TrainerSteps,
                 ScoreAhead = ahead,
-                EvalEvery = 0,
-                CheckpointEvery = 1_000_000,
-                CheckpointDirectory = checkpoints,
-            };
-            using var channel = TrainerServiceExtensions.CreateChannel(options);
-            using var trainer = new CuratedTrainer(options, channel, null, NullLogger.Instance);
-            var selectionMs = new List<double>();
-            var staleness = new List<long>();
-            trainer.BatchTrained = batch =>
-            {
-                selectionMs.Add(batch.Diagnostics.SelectionMs);
-                staleness.Add(batch.Diagnostics.LearnerStaleness);
-            };
-            await trainer.RunAsync(cancellationToken);
-            var stats = trainer.Stats;
+            }, NullLogger.Instance);
+            await session.RunAsync(learner, cancellationToken);
+            var stats = session.Stats;
+            var selectionMs = learner.SelectionMs;
+            var staleness = learner.Staleness;
             result[ahead == 0 ? "trainer_jest" : "trainer_jest_score_ahead_1"] = new Dictionary<string, object>
             {
                 ["score_ahead"] = ahead,
@@ -173,7 +162,6 @@ internal static class BenchSelectionCommand
                 ["selection_ms_mean"] = selectionMs.Count == 0 ? 0 : selectionMs.Average(),
                 ["learner_staleness_mean"] = staleness.Count == 0 ? 0 : staleness.Average(),
             };
-            Directory.Delete(checkpoints, recursive: true);
         }
         return result;
     }
@@ -249,12 +237,52 @@ internal static class BenchSelectionCommand
         return scored;
     }
 
+    /// <summary>
+    /// A channel to the Selection service with the Trainer service's defaults that matter here: 64 MiB
+    /// messages and a 4 MiB HTTP/2 stream window (Trainer:StreamWindowBytes), so a candidate does not
+    /// wait for WINDOW_UPDATE round trips.
+    /// </summary>
     private static Grpc.Net.Client.GrpcChannel Channel(int port) =>
         Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{port}", new Grpc.Net.Client.GrpcChannelOptions
         {
             MaxReceiveMessageSize = 64 * 1024 * 1024,
-            HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true },
+            MaxSendMessageSize = 64 * 1024 * 1024,
+            HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, InitialHttp2StreamWindowSize = 4 * 1024 * 1024 },
         });
+
+    /// <summary>
+    /// The bench's learner in the Curate loop: the learning core's <see cref="LearnerSession"/> scores
+    /// candidates and trains on curated batches (no evaluation, no checkpoints); it keeps each batch's
+    /// selection time and learner staleness.
+    /// </summary>
+    private sealed class BenchLearner(LearnerSession learner) : ICurateLearner, IDisposable
+    {
+        public List<double> SelectionMs { get; } = [];
+
+        public List<long> Staleness { get; } = [];
+
+        public long Remaining => learner.Options.Steps - learner.Step;
+
+        public void SessionOpened(string sessionId)
+        {
+        }
+
+        public LearnerScores Score(Candidate candidate)
+        {
+            var (ids, pixels, tokens) = ExampleArrays.Of(candidate.Examples, $"candidate {candidate.SuperBatchId}");
+            return LearnerScores.Of(candidate.SuperBatchId, learner.Score(new ExampleBatch(ids, pixels, tokens)), learner.Step);
+        }
+
+        public void Train(CuratedBatch batch)
+        {
+            var (ids, pixels, tokens) = ExampleArrays.Of(batch.Examples, $"batch {batch.Sequence}");
+            learner.Train(new ExampleBatch(ids, pixels, tokens));
+            SelectionMs.Add(batch.Diagnostics.SelectionMs);
+            Staleness.Add(batch.Diagnostics.LearnerStaleness);
+        }
+
+        public void Dispose() => learner.Dispose();
+    }
 
     private static int FreePort()
     {

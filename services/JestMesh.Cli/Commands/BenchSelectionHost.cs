@@ -1,29 +1,16 @@
-using System.Net;
 using JestMesh.Cli.Demo;
-using JestMesh.Selection;
-using JestMesh.ServiceDefaults;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Logging;
 
 namespace JestMesh.Cli.Commands;
 
 /// <summary>
-/// A Selection service for the bench: its own process with the service's shipped settings (as it is
-/// deployed), or hosted inside the caller's process (to separate the service's cost from the hop).
+/// A Selection service for the bench: its own process with the service's shipped settings, as it is
+/// deployed (the Release build of the JestMesh.Selection host, built when missing or stale).
 /// </summary>
 internal sealed class BenchSelectionHost : IAsyncDisposable
 {
-    private readonly WebApplication? _app;
-    private readonly ChildProcess? _process;
+    private readonly ChildProcess _process;
 
-    private BenchSelectionHost(WebApplication? app, ChildProcess? process)
-    {
-        _app = app;
-        _process = process;
-    }
+    private BenchSelectionHost(ChildProcess process) => _process = process;
 
     public static async Task<BenchSelectionHost> StartProcessAsync(string amqp, string prefix, int port, string apiKey, BrokerProbe probe, CancellationToken cancellationToken)
     {
@@ -42,7 +29,7 @@ internal sealed class BenchSelectionHost : IAsyncDisposable
         };
         var log = Path.Combine(Path.GetTempPath(), $"{prefix}-selection.log");
         var process = ChildProcess.Start("JestMesh.Selection", "dotnet", [dll], Path.GetDirectoryName(dll)!, environment, log);
-        var host = new BenchSelectionHost(null, process);
+        var host = new BenchSelectionHost(process);
         try
         {
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -65,42 +52,5 @@ internal sealed class BenchSelectionHost : IAsyncDisposable
         }
     }
 
-    public static async Task<BenchSelectionHost> StartInProcessAsync(string amqp, string prefix, int port, string apiKey, CancellationToken cancellationToken)
-    {
-        var builder = WebApplication.CreateBuilder();
-        // The shipped appsettings.json of the service belongs to its own project: mirror its broker settings.
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["Messaging:Uri"] = amqp,
-            ["Messaging:QueuePrefix"] = prefix,
-            ["Messaging:ClientName"] = prefix,
-            ["Messaging:Prefetch"] = "16",
-            ["Messaging:ConsumerConcurrency"] = "4",
-            ["Selection:ApiKey"] = apiKey,
-        });
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, port, l => l.Protocols = HttpProtocols.Http2));
-        builder.AddServiceDefaults();
-        builder.AddSelectionServices();
-        var app = builder.Build();
-        app.MapDefaultEndpoints();
-        app.MapSelection();
-        await app.StartAsync(cancellationToken);
-        var store = (SessionStore)app.Services.GetService(typeof(SessionStore))!;
-        await store.Loaded.WaitAsync(TimeSpan.FromMinutes(1), cancellationToken);
-        return new BenchSelectionHost(app, null);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_app is not null)
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
-        if (_process is not null)
-        {
-            await _process.DisposeAsync();
-        }
-    }
+    public ValueTask DisposeAsync() => _process.DisposeAsync();
 }

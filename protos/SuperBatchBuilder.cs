@@ -1,32 +1,19 @@
 using Google.Protobuf;
 using JestMesh.Data;
-using JestMesh.Protos.V1;
 
-namespace JestMesh.Ingest;
+namespace JestMesh.Protos.V1;
 
-/// <summary>Turns slices of the noisy pool into SuperBatch messages, in a reproducible order.</summary>
+/// <summary>
+/// Turns slices of the noisy pool into SuperBatch messages: the one conversion the Ingest service
+/// publishes with and benchmarks and tests build wire messages with. Which slices, in which order,
+/// is the caller's plan (Ingest: <see cref="SuperBatchPlan"/> over its settings).
+/// </summary>
 public static class SuperBatchBuilder
 {
     /// <summary>Stable id of a job's super-batch (also its AMQP message id).</summary>
     public static string SuperBatchId(string job, long sequence) => $"{job}/{sequence}";
 
-    /// <summary>
-    /// Pool positions of every super-batch to publish, in order: <see cref="SuperBatchPlan"/> with
-    /// Ingest:OrderSeed (the in-process loop streams the same order for the same seed), over
-    /// Ingest:Epochs, stopping after Ingest:MaxSuperBatches when that is set.
-    /// </summary>
-    public static IEnumerable<int[]> Plan(int poolSize, IngestOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var n = options.SuperBatchSize;
-        if (poolSize < n)
-        {
-            throw new ArgumentException($"Ingest:SuperBatchSize {n} is larger than the pool ({poolSize} examples).", nameof(options));
-        }
-        var plan = SuperBatchPlan.Positions(poolSize, n, options.OrderSeed, options.Epochs);
-        return options.MaxSuperBatches > 0 ? plan.Take(options.MaxSuperBatches) : plan;
-    }
-
+    /// <summary>Super-batch <paramref name="sequence"/> of <paramref name="job"/>: the pool examples at <paramref name="poolPositions"/>, in that order.</summary>
     public static SuperBatch Build(PairDataset data, string job, long sequence, ReadOnlySpan<int> poolPositions)
     {
         ArgumentNullException.ThrowIfNull(data);
