@@ -14,6 +14,8 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
 {
     private readonly ContrastiveEmbeddings[] _models;
     private readonly double[] _signs;
+    private readonly float[] _shifts;
+    private readonly bool _fixedShift;
 
     internal SoftmaxContrastiveSource(SelectionPolicy policy, ContrastiveEmbeddings[] models, double[] signs)
     {
@@ -22,6 +24,15 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
         _signs = signs;
         Count = models[0].Count;
         Dim = models[0].Dim;
+        _shifts = new float[models.Length];
+        _fixedShift = true;
+        for (int m = 0; m < models.Length; m++)
+        {
+            // Cauchy–Schwarz: |u_ck| ≤ |α|·max‖img‖·max‖txt‖ (plus a little for float rounding of the dots).
+            double bound = Math.Abs(models[m].Alpha) * MaxNorm(models[m].ImageArray, Dim) * MaxNorm(models[m].TextArray, Dim);
+            _shifts[m] = (float)((bound * (1 + 1e-5)) + 1e-6);
+            _fixedShift &= _shifts[m] <= SoftmaxKernel.MaxShift;
+        }
     }
 
     public int Count { get; }
@@ -42,21 +53,50 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
         return new State(this, chunkSize);
     }
 
+    private static double MaxNorm(float[] rows, int dim)
+    {
+        double max = 0;
+        for (int i = 0; i < rows.Length; i += dim)
+        {
+            max = Math.Max(max, TensorPrimitives.Norm(rows.AsSpan(i, dim)));
+        }
+
+        return max;
+    }
+
     private sealed class State : RowParallel, IConditionalScores
     {
+        // Rows per tile of the symmetric pass are fixed by the row count alone, so sums do not depend on the core count.
+        private const int MaxTiles = 8;
+        private const int TileRowsMin = 128;
+        private const int PanelWidth = 64;
+        // Column partial sums are folded from float into double every this many rows.
+        private const int FlushRows = 64;
+
         private readonly SoftmaxContrastiveSource _source;
         private readonly int _dim;
         private readonly int _width;
+        private readonly bool _fixed;
         private readonly float[][] _panelTxt;
         private readonly float[][] _panelImg;
         private readonly double[][] _diagU;
-        // Running log-sum-exp per example, per (model, direction): max and scaled sum.
+        // Fixed-shift path: e^(shift − u_cc), so that a loss log(1 + Σ_k e^(u_ck − u_cc)) is log(1 + S·w).
+        private readonly double[][] _w;
+        // Running log-sum-exp per example, per (model, direction): max and scaled sum (the fixed-shift path uses only the sum, with max = shift).
         private readonly double[][] _max;
         private readonly double[][] _sum;
+        private readonly double[][] _loss;
         private readonly int[] _rows;
         private readonly int[] _cols;
         private readonly int[] _selected;
         private readonly float[][] _scratch;
+        // Symmetric pass: per tile a packed panel, float column sums, and double column partials over all positions.
+        private readonly float[][] _tilePanel;
+        private readonly float[][] _tileCol;
+        private readonly double[][] _tilePartial;
+        private readonly Action<int> _tileBody;
+        private int _tileCount;
+        private int _tileRowsTotal;
         private int _selectedCount;
         private int _k;
         private int _kp;
@@ -66,12 +106,15 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
         {
             _source = source;
             _dim = source.Dim;
+            _fixed = source._fixedShift;
             int n = source.Count;
-            _width = Math.Min(Gemm.Pad(n), Math.Max(Gemm.Pad(chunkSize), 64));
+            _width = _fixed ? Gemm.Pad(chunkSize) : Math.Min(Gemm.Pad(n), Math.Max(Gemm.Pad(chunkSize), 64));
             int models = source._models.Length;
             _panelTxt = new float[models][];
             _panelImg = new float[models][];
             _diagU = new double[models][];
+            _w = new double[models][];
+            _loss = new double[models][];
             _max = new double[2 * models][];
             _sum = new double[2 * models][];
             for (int m = 0; m < models; m++)
@@ -79,6 +122,8 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 _panelTxt[m] = new float[_dim * _width];
                 _panelImg[m] = new float[_dim * _width];
                 _diagU[m] = new double[n];
+                _w[m] = new double[n];
+                _loss[m] = new double[n];
                 _max[2 * m] = new double[n];
                 _max[(2 * m) + 1] = new double[n];
                 _sum[2 * m] = new double[n];
@@ -93,6 +138,21 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
             {
                 _scratch[p] = new float[4 * 2 * _width];
             }
+
+            _tilePanel = new float[_fixed ? MaxTiles : 0][];
+            _tileCol = new float[_tilePanel.Length][];
+            _tilePartial = new double[_tilePanel.Length * models][];
+            for (int t = 0; t < _tilePanel.Length; t++)
+            {
+                _tilePanel[t] = new float[_dim * PanelWidth];
+                _tileCol[t] = new float[PanelWidth];
+                for (int m = 0; m < models; m++)
+                {
+                    _tilePartial[(t * models) + m] = new double[n];
+                }
+            }
+
+            _tileBody = SymmetricTile;
         }
 
         public double SelectedScore => _score ??= ScoreOfSelected();
@@ -107,6 +167,7 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 for (int c = 0; c < n; c++)
                 {
                     _diagU[m][c] = model.Alpha * (double)TensorPrimitives.Dot(model.ImageArray.AsSpan(c * _dim, _dim), model.TextArray.AsSpan(c * _dim, _dim));
+                    _w[m][c] = Math.Exp(_source._shifts[m] - _diagU[m][c]);
                 }
             }
 
@@ -116,27 +177,36 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 _rows[c] = c;
             }
 
-            for (int j0 = 0; j0 < n; j0 += _width)
+            if (_fixed)
             {
-                int w = Math.Min(_width, n - j0);
-                for (int j = 0; j < w; j++)
-                {
-                    _cols[j] = j0 + j;
-                }
-
-                Accumulate(_cols.AsSpan(0, w), n);
+                SymmetricPass(n);
+                // The super-batch includes c itself, so lse − u_cc = log(S_row·w) and likewise for the column: the InfoNCE loss directly.
+                _ = SumLosses(_rows.AsSpan(0, n), scores, withSelf: false);
             }
-
-            for (int c = 0; c < n; c++)
+            else
             {
-                double s = 0;
-                for (int m = 0; m < models.Length; m++)
+                for (int j0 = 0; j0 < n; j0 += _width)
                 {
-                    // The super-batch includes c itself, so lse − u_cc is the InfoNCE loss directly.
-                    s += _source._signs[m] * (Lse(2 * m, c) - _diagU[m][c] + Lse((2 * m) + 1, c) - _diagU[m][c]);
+                    int w = Math.Min(_width, n - j0);
+                    for (int j = 0; j < w; j++)
+                    {
+                        _cols[j] = j0 + j;
+                    }
+
+                    Accumulate(_cols.AsSpan(0, w), n);
                 }
 
-                scores[c] = s;
+                for (int c = 0; c < n; c++)
+                {
+                    double s = 0;
+                    for (int m = 0; m < models.Length; m++)
+                    {
+                        // The super-batch includes c itself, so lse − u_cc is the InfoNCE loss directly.
+                        s += _source._signs[m] * (Lse(2 * m, c) - _diagU[m][c] + Lse((2 * m) + 1, c) - _diagU[m][c]);
+                    }
+
+                    scores[c] = s;
+                }
             }
 
             ResetRunning();
@@ -158,6 +228,13 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
             for (int j0 = 0; j0 < added.Length; j0 += _width)
             {
                 Accumulate(added.Slice(j0, Math.Min(_width, added.Length - j0)), candidates.Length);
+            }
+
+            if (_fixed)
+            {
+                // Here the positive pair is not among the negatives: log(1 + S·w) = softplus(lse − u_cc).
+                _ = SumLosses(candidates, scores, withSelf: true);
+                return;
             }
 
             var models = _source._models;
@@ -188,16 +265,158 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 {
                     var img = models[m].ImageArray;
                     var txt = models[m].TextArray;
+                    float alpha = models[m].Alpha;
+                    if (_fixed)
+                    {
+                        float shift = _source._shifts[m];
+                        // Direction 0: u_ck = α⟨img_c, txt_k⟩; direction 1: u_kc = α⟨img_k, txt_c⟩.
+                        SoftmaxKernel.ExpSums(ref img[r0 * d], ref img[r1 * d], ref _panelTxt[m][0], d, kp, _k, alpha, shift, two, false, ref scratch[0], out float s0, out float s1);
+                        SoftmaxKernel.ExpSums(ref txt[r0 * d], ref txt[r1 * d], ref _panelImg[m][0], d, kp, _k, alpha, shift, two, false, ref scratch[0], out float t0, out float t1);
+                        _sum[2 * m][r0] += s0;
+                        _sum[(2 * m) + 1][r0] += t0;
+                        if (two)
+                        {
+                            _sum[2 * m][r1] += s1;
+                            _sum[(2 * m) + 1][r1] += t1;
+                        }
+
+                        continue;
+                    }
+
                     int o = m * 4 * kp;
                     Gemm.TwoRows(ref img[r0 * d], ref img[r1 * d], ref _panelTxt[m][0], d, kp, ref scratch[o], ref scratch[o + kp]);
                     Gemm.TwoRows(ref txt[r0 * d], ref txt[r1 * d], ref _panelImg[m][0], d, kp, ref scratch[o + (2 * kp)], ref scratch[o + (3 * kp)]);
-                    float alpha = models[m].Alpha;
                     Merge(2 * m, r0, scratch.AsSpan(o, _k), alpha);
                     Merge((2 * m) + 1, r0, scratch.AsSpan(o + (2 * kp), _k), alpha);
                     if (two)
                     {
                         Merge(2 * m, r1, scratch.AsSpan(o + kp, _k), alpha);
                         Merge((2 * m) + 1, r1, scratch.AsSpan(o + (3 * kp), _k), alpha);
+                    }
+                }
+            }
+        }
+
+        /// <summary>scores[c] = Σ_m sign_m·(log(w·S_row) + log(w·S_col)) when c is inside the sums, or with log(1 + w·S) when it is not; returns Σ_c scores[c].</summary>
+        /// <remarks>Writes nothing when <paramref name="scores"/> is empty. log(w·S) = shift + log S − u_cc = lse − u_cc, and log(1 + w·S) = softplus(lse − u_cc).</remarks>
+        private double SumLosses(ReadOnlySpan<int> examples, Span<double> scores, bool withSelf)
+        {
+            var models = _source._models;
+            for (int m = 0; m < models.Length; m++)
+            {
+                var rowSum = _sum[2 * m];
+                var colSum = _sum[(2 * m) + 1];
+                var w = _w[m];
+                var loss = _loss[m].AsSpan(0, examples.Length);
+                for (int i = 0; i < examples.Length; i++)
+                {
+                    int c = examples[i];
+                    loss[i] = withSelf ? (1 + (rowSum[c] * w[c])) * (1 + (colSum[c] * w[c])) : rowSum[c] * colSum[c] * w[c] * w[c];
+                }
+
+                TensorPrimitives.Log(loss, loss);
+            }
+
+            double total = 0;
+            for (int i = 0; i < examples.Length; i++)
+            {
+                double s = 0;
+                for (int m = 0; m < models.Length; m++)
+                {
+                    s += _source._signs[m] * _loss[m][i];
+                }
+
+                total += s;
+                if (!scores.IsEmpty)
+                {
+                    scores[examples[i]] = s;
+                }
+            }
+
+            return total;
+        }
+
+        /// <summary>Fixed-shift path: row and column exp-sums of U = α·Img·Txtᵀ restricted to _rows[0..count) × _rows[0..count), each block of U computed once.</summary>
+        /// <remarks>Row c's sum over k gives direction 0 (u_ck), column c's sum over k gives direction 1 (u_kc). Expects _sum zero for these examples.</remarks>
+        private void SymmetricPass(int count)
+        {
+            _tileRowsTotal = count;
+            _tileCount = Math.Clamp(count / TileRowsMin, 1, MaxTiles);
+            long work = (long)count * count * _source._models.Length * _dim;
+            if (_tileCount == 1 || work < (1L << 17))
+            {
+                for (int t = 0; t < _tileCount; t++)
+                {
+                    SymmetricTile(t);
+                }
+            }
+            else
+            {
+                Parallel.For(0, _tileCount, _tileBody);
+            }
+
+            var models = _source._models;
+            for (int m = 0; m < models.Length; m++)
+            {
+                var colSum = _sum[(2 * m) + 1];
+                for (int p = 0; p < count; p++)
+                {
+                    double s = 0;
+                    for (int t = 0; t < _tileCount; t++)
+                    {
+                        s += _tilePartial[(t * models.Length) + m][p];
+                    }
+
+                    colSum[_rows[p]] = s;
+                }
+            }
+        }
+
+        private void SymmetricTile(int tile)
+        {
+            int count = _tileRowsTotal;
+            int lo = (int)((long)count * tile / _tileCount);
+            int hi = (int)((long)count * (tile + 1) / _tileCount);
+            var models = _source._models;
+            int d = _dim;
+            var panel = _tilePanel[tile];
+            var col = _tileCol[tile];
+            var rows = _rows.AsSpan(0, count);
+            for (int m = 0; m < models.Length; m++)
+            {
+                var img = models[m].ImageArray;
+                float alpha = models[m].Alpha;
+                float shift = _source._shifts[m];
+                var rowSum = _sum[2 * m];
+                var partial = _tilePartial[(tile * models.Length) + m];
+                Array.Clear(partial, 0, count);
+                for (int j0 = 0; j0 < count; j0 += PanelWidth)
+                {
+                    int w = Math.Min(PanelWidth, count - j0);
+                    int wp = Gemm.Pad(w);
+                    Gemm.PackTransposed(models[m].TextArray, d, rows.Slice(j0, w), panel, wp);
+                    Array.Clear(col, 0, wp);
+                    for (int i = lo; i < hi; i += 2)
+                    {
+                        int r0 = rows[i];
+                        bool two = i + 1 < hi;
+                        int r1 = two ? rows[i + 1] : r0;
+                        SoftmaxKernel.ExpSums(ref img[r0 * d], ref img[r1 * d], ref panel[0], d, wp, w, alpha, shift, two, true, ref col[0], out float s0, out float s1);
+                        rowSum[r0] += s0;
+                        if (two)
+                        {
+                            rowSum[r1] += s1;
+                        }
+
+                        if ((i - lo + 2) % FlushRows == 0 || i + 2 >= hi)
+                        {
+                            for (int j = 0; j < w; j++)
+                            {
+                                partial[j0 + j] += col[j];
+                            }
+
+                            Array.Clear(col, 0, wp);
+                        }
                     }
                 }
             }
@@ -270,13 +489,19 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
 
             ResetRunning(selected);
             selected.CopyTo(_rows);
+            var models = _source._models;
+            double total = 0;
+            if (_fixed)
+            {
+                SymmetricPass(selected.Length);
+                return SumLosses(selected, [], withSelf: false);
+            }
+
             for (int j0 = 0; j0 < selected.Length; j0 += _width)
             {
                 Accumulate(selected.Slice(j0, Math.Min(_width, selected.Length - j0)), selected.Length);
             }
 
-            double total = 0;
-            var models = _source._models;
             foreach (int c in selected)
             {
                 for (int m = 0; m < models.Length; m++)
