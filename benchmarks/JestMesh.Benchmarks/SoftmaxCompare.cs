@@ -26,7 +26,8 @@ public static class SoftmaxCompare
         var whole = variants.ToDictionary(v => v.Name, _ => new List<double>());
         var cpu = variants.ToDictionary(v => v.Name, _ => new List<double>());
         var process = Process.GetCurrentProcess();
-        var phases = variants.ToDictionary(v => v.Name, _ => new List<(double Init, double Add, double Score)>());
+        var phases = variants.ToDictionary(v => v.Name, _ => new List<(double Init, double Add, double Score, double InitCpu, double AddCpu, double ScoreCpu)>());
+        var indices = new Dictionary<string, int[]>();
         for (int rep = 0; rep < reps; rep++)
         {
             foreach (var (name, make) in variants)
@@ -40,6 +41,7 @@ public static class SoftmaxCompare
                 cpu[name].Add((process.TotalProcessorTime - cpuStart).TotalMilliseconds);
                 if (rep == 0)
                 {
+                    indices[name] = result.Indices.ToArray();
                     Console.WriteLine($"{name,-12} score {result.Score:F6} first indices {string.Join(",", result.Indices.Take(6))}");
                 }
 
@@ -47,18 +49,25 @@ public static class SoftmaxCompare
             }
         }
 
+        if (baseline)
+        {
+            Console.WriteLine($"softmax selects the same indices as softmax-old (seed 0): {indices["softmax"].SequenceEqual(indices["softmax-old"])}");
+        }
+
         foreach (var (name, _) in variants)
         {
             var p = phases[name];
             Console.WriteLine(
                 $"{name,-12} N={n} b={b}: select median {Median(whole[name]):F1} ms (min {whole[name].Min():F1}, CPU median {Median(cpu[name]):F1} ms); phases median: Initialize {Median(p.Select(x => x.Init)):F1} ms, " +
-                $"{chunks} Adds {Median(p.Select(x => x.Add)):F1} ms, SelectedScore {Median(p.Select(x => x.Score)):F1} ms");
+                $"{chunks} Adds {Median(p.Select(x => x.Add)):F1} ms, SelectedScore {Median(p.Select(x => x.Score)):F1} ms; CPU {Median(p.Select(x => x.InitCpu)):F1} / {Median(p.Select(x => x.AddCpu)):F1} / {Median(p.Select(x => x.ScoreCpu)):F1} ms");
         }
     }
 
     /// <summary>A selection with fixed random chunks, timing each phase of the state.</summary>
-    private static (double Init, double Add, double Score) Phases(IScoreSource source, int n, int k, int seed)
+    private static (double Init, double Add, double Score, double InitCpu, double AddCpu, double ScoreCpu) Phases(IScoreSource source, int n, int k, int seed)
     {
+        var process = Process.GetCurrentProcess();
+        var cpu0 = process.TotalProcessorTime;
         var order = Enumerable.Range(0, n).OrderBy(_ => new Random(seed).Next()).ToArray();
         new Random(seed).Shuffle(order);
         var state = source.Start(k);
@@ -66,6 +75,8 @@ public static class SoftmaxCompare
         var clock = Stopwatch.StartNew();
         state.Initialize(scores);
         double init = clock.Elapsed.TotalMilliseconds;
+        process.Refresh();
+        var cpu1 = process.TotalProcessorTime;
         clock.Restart();
         for (int t = 0; t < 16; t++)
         {
@@ -73,9 +84,14 @@ public static class SoftmaxCompare
         }
 
         double add = clock.Elapsed.TotalMilliseconds;
+        process.Refresh();
+        var cpu2 = process.TotalProcessorTime;
         clock.Restart();
         _ = state.SelectedScore;
-        return (init, add, clock.Elapsed.TotalMilliseconds);
+        double score = clock.Elapsed.TotalMilliseconds;
+        process.Refresh();
+        var cpu3 = process.TotalProcessorTime;
+        return (init, add, score, (cpu1 - cpu0).TotalMilliseconds, (cpu2 - cpu1).TotalMilliseconds, (cpu3 - cpu2).TotalMilliseconds);
     }
 
     private static double Median(IEnumerable<double> values)

@@ -16,6 +16,58 @@ public sealed class KernelAccuracyTests
     }
 
     [Fact]
+    public void Softmax_exp2_matches_Math_exp_over_the_fixed_shift_range()
+    {
+        // The softmax kernel evaluates 2^t for t = (α·dot − shift)·log2 e ∈ [−80·log2 e, small positive].
+        for (double x = -80; x <= 0.5; x += 0.0078125)
+        {
+            double t = x * 1.4426950408889634;
+            float got = SoftmaxKernel.Exp2(Vector256.Create((float)t)).GetElement(6);
+            double want = Math.Pow(2, (float)t);
+            Assert.True(Math.Abs(got - want) <= 3e-7 * want, $"2^{t} = {got}, want {want}");
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 1, true)]
+    [InlineData(7, 12, false)]
+    [InlineData(33, 64, true)]
+    [InlineData(64, 5, true)]
+    [InlineData(71, 64, false)]
+    public void Softmax_exp_sums_match_a_direct_double_sum(int k, int d, bool two)
+    {
+        var random = new Random(k * 31 + d);
+        int kp = Gemm.Pad(k);
+        var a = Enumerable.Range(0, 2 * d).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+        var cols = Enumerable.Range(0, k * d).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+        var panel = new float[d * kp];
+        Gemm.PackTransposed(cols, d, Enumerable.Range(0, k).ToArray(), panel, kp);
+        var col = new float[kp];
+        const float alpha = -7.5f, shift = 20f;
+        SoftmaxKernel.ExpSums(ref a[0], ref a[two ? d : 0], ref panel[0], d, kp, k, alpha, shift, two, true, ref col[0], out float row0, out float row1);
+        double want0 = 0, want1 = 0;
+        for (int j = 0; j < k; j++)
+        {
+            double dot0 = 0, dot1 = 0;
+            for (int t = 0; t < d; t++)
+            {
+                dot0 += (double)a[t] * cols[(j * d) + t];
+                dot1 += (double)a[(two ? d : 0) + t] * cols[(j * d) + t];
+            }
+
+            double e0 = Math.Exp((alpha * dot0) - shift), e1 = Math.Exp((alpha * dot1) - shift);
+            want0 += e0;
+            want1 += e1;
+            double wantCol = e0 + (two ? e1 : 0);
+            Assert.True(Math.Abs(col[j] - wantCol) <= 1e-5 * wantCol, $"col[{j}] = {col[j]}, want {wantCol}");
+        }
+
+        Assert.True(Math.Abs(row0 - want0) <= 1e-5 * want0, $"row0 = {row0}, want {want0}");
+        Assert.True(Math.Abs(row1 - want1) <= 1e-5 * want1, $"row1 = {row1}, want {want1}");
+        Assert.All(col.Skip(k), v => Assert.Equal(0f, v));
+    }
+
+    [Fact]
     public void Vector_log_matches_Math_log_over_the_ratio_range()
     {
         for (double x = 1e-3; x <= 1e3; x *= 1.0137)
