@@ -9,6 +9,15 @@ namespace JestMesh.Curation;
 /// uses the whole super-batch as negatives, i.e. each example's ordinary InfoNCE loss in its super-batch
 /// (what independent selection would rank by); this costs one streamed O(N²·d) pass and never stores N×N.
 /// Later chunks condition on 𝒮 only. The score of a selection is the policy-weighted InfoNCE loss of 𝔅 with 𝔅 as its own negatives.
+/// <para>
+/// Arithmetic. By Cauchy–Schwarz every |u| ≤ shift_m = |α|·max‖img‖·max‖txt‖. When every shift_m ≤ 40 (α = 10 on
+/// L2-normalised rows gives 10) each term e^(u − shift) lies in [e^−80, 1], a normal float, so the sums keep one fixed
+/// shift: S = Σ e^(u − shift) in one fused dot-product/exp pass, lse = shift + log S, and per candidate only a log
+/// (log(1 + w·S) with w = e^(shift − u_cc) is softplus(lse − u_cc)). The first chunk and s(𝔅) need both the row and the
+/// column sums of the same block of U = α·Img·Txtᵀ, so each block is computed once for both directions, in row tiles
+/// whose count depends on the row count only (results do not depend on the core count). Larger shifts (e.g. CLIP's
+/// α = 100) keep a running max per example, merged chunk by chunk.
+/// </para>
 /// </remarks>
 public sealed class SoftmaxContrastiveSource : IScoreSource
 {
@@ -66,9 +75,8 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
 
     private sealed class State : RowParallel, IConditionalScores
     {
-        // Rows per tile of the symmetric pass are fixed by the row count alone, so sums do not depend on the core count.
+        // Tiles of the symmetric pass (at least two column panels each) are fixed by the row count alone, so sums do not depend on the core count.
         private const int MaxTiles = 8;
-        private const int TileRowsMin = 128;
         private const int PanelWidth = 64;
         // Column partial sums are folded from float into double every this many rows.
         private const int FlushRows = 64;
@@ -90,7 +98,7 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
         private readonly int[] _cols;
         private readonly int[] _selected;
         private readonly float[][] _scratch;
-        // Symmetric pass: per tile a packed panel, float column sums, and double column partials over all positions.
+        // Symmetric pass: per tile a packed panel, float column sums, and double row partials over all positions.
         private readonly float[][] _tilePanel;
         private readonly float[][] _tileCol;
         private readonly double[][] _tilePartial;
@@ -337,11 +345,16 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
         }
 
         /// <summary>Fixed-shift path: row and column exp-sums of U = α·Img·Txtᵀ restricted to _rows[0..count) × _rows[0..count), each block of U computed once.</summary>
-        /// <remarks>Row c's sum over k gives direction 0 (u_ck), column c's sum over k gives direction 1 (u_kc). Expects _sum zero for these examples.</remarks>
+        /// <remarks>
+        /// Row c's sum over k gives direction 0 (u_ck), column c's sum over k gives direction 1 (u_kc). Tiles own column panels,
+        /// so each panel is packed once and its column sums are complete within one tile; row sums are per-tile partials added
+        /// in tile order afterwards. The tile count depends on <paramref name="count"/> only. Expects _sum[2m+1] zero for these examples.
+        /// </remarks>
         private void SymmetricPass(int count)
         {
             _tileRowsTotal = count;
-            _tileCount = Math.Clamp(count / TileRowsMin, 1, MaxTiles);
+            int panels = (count + PanelWidth - 1) / PanelWidth;
+            _tileCount = Math.Clamp(panels / 2, 1, MaxTiles);
             long work = (long)count * count * _source._models.Length * _dim;
             if (_tileCount == 1 || work < (1L << 17))
             {
@@ -358,7 +371,7 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
             var models = _source._models;
             for (int m = 0; m < models.Length; m++)
             {
-                var colSum = _sum[(2 * m) + 1];
+                var rowSum = _sum[2 * m];
                 for (int p = 0; p < count; p++)
                 {
                     double s = 0;
@@ -367,7 +380,7 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                         s += _tilePartial[(t * models.Length) + m][p];
                     }
 
-                    colSum[_rows[p]] = s;
+                    rowSum[_rows[p]] = s;
                 }
             }
         }
@@ -375,8 +388,9 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
         private void SymmetricTile(int tile)
         {
             int count = _tileRowsTotal;
-            int lo = (int)((long)count * tile / _tileCount);
-            int hi = (int)((long)count * (tile + 1) / _tileCount);
+            int panels = (count + PanelWidth - 1) / PanelWidth;
+            int firstPanel = (int)((long)panels * tile / _tileCount);
+            int endPanel = (int)((long)panels * (tile + 1) / _tileCount);
             var models = _source._models;
             int d = _dim;
             var panel = _tilePanel[tile];
@@ -387,32 +401,34 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 var img = models[m].ImageArray;
                 float alpha = models[m].Alpha;
                 float shift = _source._shifts[m];
-                var rowSum = _sum[2 * m];
+                var colSum = _sum[(2 * m) + 1];
                 var partial = _tilePartial[(tile * models.Length) + m];
                 Array.Clear(partial, 0, count);
-                for (int j0 = 0; j0 < count; j0 += PanelWidth)
+                for (int p = firstPanel; p < endPanel; p++)
                 {
+                    int j0 = p * PanelWidth;
                     int w = Math.Min(PanelWidth, count - j0);
                     int wp = Gemm.Pad(w);
                     Gemm.PackTransposed(models[m].TextArray, d, rows.Slice(j0, w), panel, wp);
                     Array.Clear(col, 0, wp);
-                    for (int i = lo; i < hi; i += 2)
+                    for (int i = 0; i < count; i += 2)
                     {
+                        bool two = i + 1 < count;
                         int r0 = rows[i];
-                        bool two = i + 1 < hi;
                         int r1 = two ? rows[i + 1] : r0;
                         SoftmaxKernel.ExpSums(ref img[r0 * d], ref img[r1 * d], ref panel[0], d, wp, w, alpha, shift, two, true, ref col[0], out float s0, out float s1);
-                        rowSum[r0] += s0;
+                        partial[i] += s0;
                         if (two)
                         {
-                            rowSum[r1] += s1;
+                            partial[i + 1] += s1;
                         }
 
-                        if ((i - lo + 2) % FlushRows == 0 || i + 2 >= hi)
+                        // Fold the float column sums into double every FlushRows rows.
+                        if ((i + 2) % FlushRows == 0 || i + 2 >= count)
                         {
                             for (int j = 0; j < w; j++)
                             {
-                                partial[j0 + j] += col[j];
+                                colSum[rows[j0 + j]] += col[j];
                             }
 
                             Array.Clear(col, 0, wp);
