@@ -260,6 +260,12 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
 
         protected override void ProcessRange(int lo, int hi, int part)
         {
+            if (_fixed)
+            {
+                ProcessRangeFixed(lo, hi);
+                return;
+            }
+
             var models = _source._models;
             int d = _dim;
             int kp = _kp;
@@ -274,23 +280,6 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                     var img = models[m].ImageArray;
                     var txt = models[m].TextArray;
                     float alpha = models[m].Alpha;
-                    if (_fixed)
-                    {
-                        float shift = _source._shifts[m];
-                        // Direction 0: u_ck = α⟨img_c, txt_k⟩; direction 1: u_kc = α⟨img_k, txt_c⟩.
-                        SoftmaxKernel.ExpSums(ref img[r0 * d], ref img[r1 * d], ref _panelTxt[m][0], d, kp, _k, alpha, shift, two, false, ref scratch[0], out float s0, out float s1);
-                        SoftmaxKernel.ExpSums(ref txt[r0 * d], ref txt[r1 * d], ref _panelImg[m][0], d, kp, _k, alpha, shift, two, false, ref scratch[0], out float t0, out float t1);
-                        _sum[2 * m][r0] += s0;
-                        _sum[(2 * m) + 1][r0] += t0;
-                        if (two)
-                        {
-                            _sum[2 * m][r1] += s1;
-                            _sum[(2 * m) + 1][r1] += t1;
-                        }
-
-                        continue;
-                    }
-
                     int o = m * 4 * kp;
                     Gemm.TwoRows(ref img[r0 * d], ref img[r1 * d], ref _panelTxt[m][0], d, kp, ref scratch[o], ref scratch[o + kp]);
                     Gemm.TwoRows(ref txt[r0 * d], ref txt[r1 * d], ref _panelImg[m][0], d, kp, ref scratch[o + (2 * kp)], ref scratch[o + (3 * kp)]);
@@ -300,6 +289,53 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                     {
                         Merge(2 * m, r1, scratch.AsSpan(o + kp, _k), alpha);
                         Merge((2 * m) + 1, r1, scratch.AsSpan(o + (3 * kp), _k), alpha);
+                    }
+                }
+            }
+        }
+
+        /// <summary>Fixed-shift path of a chunk: adds Σ_{k∈chunk} e^(u_ck − shift) and Σ_k e^(u_kc − shift) to the sums of rows _rows[lo..hi), four at a time.</summary>
+        private void ProcessRangeFixed(int lo, int hi)
+        {
+            var models = _source._models;
+            int d = _dim;
+            int kp = _kp;
+            Span<float> sums = stackalloc float[4];
+            for (int i = lo; i < hi; i += 4)
+            {
+                int valid = Math.Min(4, hi - i);
+                int r0 = _rows[i];
+                int r1 = valid > 1 ? _rows[i + 1] : r0;
+                int r2 = valid > 2 ? _rows[i + 2] : r0;
+                int r3 = valid > 3 ? _rows[i + 3] : r0;
+                for (int m = 0; m < models.Length; m++)
+                {
+                    var img = models[m].ImageArray;
+                    var txt = models[m].TextArray;
+                    float alpha = models[m].Alpha;
+                    float shift = _source._shifts[m];
+                    // Direction 0: u_ck = α⟨img_c, txt_k⟩; direction 1: u_kc = α⟨img_k, txt_c⟩.
+                    for (int dir = 0; dir < 2; dir++)
+                    {
+                        var a = dir == 0 ? img : txt;
+                        var panel = dir == 0 ? _panelTxt[m] : _panelImg[m];
+                        SoftmaxKernel.ExpSums4(ref a[r0 * d], ref a[r1 * d], ref a[r2 * d], ref a[r3 * d], ref panel[0], d, kp, _k, alpha, shift, valid, false, ref panel[0], sums);
+                        var target = _sum[(2 * m) + dir];
+                        target[r0] += sums[0];
+                        if (valid > 1)
+                        {
+                            target[r1] += sums[1];
+                        }
+
+                        if (valid > 2)
+                        {
+                            target[r2] += sums[2];
+                        }
+
+                        if (valid > 3)
+                        {
+                            target[r3] += sums[3];
+                        }
                     }
                 }
             }
@@ -396,6 +432,7 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
             var panel = _tilePanel[tile];
             var col = _tileCol[tile];
             var rows = _rows.AsSpan(0, count);
+            Span<float> sums = stackalloc float[4];
             for (int m = 0; m < models.Length; m++)
             {
                 var img = models[m].ImageArray;
@@ -411,20 +448,21 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                     int wp = Gemm.Pad(w);
                     Gemm.PackTransposed(models[m].TextArray, d, rows.Slice(j0, w), panel, wp);
                     Array.Clear(col, 0, wp);
-                    for (int i = 0; i < count; i += 2)
+                    for (int i = 0; i < count; i += 4)
                     {
-                        bool two = i + 1 < count;
+                        int valid = Math.Min(4, count - i);
                         int r0 = rows[i];
-                        int r1 = two ? rows[i + 1] : r0;
-                        SoftmaxKernel.ExpSums(ref img[r0 * d], ref img[r1 * d], ref panel[0], d, wp, w, alpha, shift, two, true, ref col[0], out float s0, out float s1);
-                        partial[i] += s0;
-                        if (two)
+                        int r1 = valid > 1 ? rows[i + 1] : r0;
+                        int r2 = valid > 2 ? rows[i + 2] : r0;
+                        int r3 = valid > 3 ? rows[i + 3] : r0;
+                        SoftmaxKernel.ExpSums4(ref img[r0 * d], ref img[r1 * d], ref img[r2 * d], ref img[r3 * d], ref panel[0], d, wp, w, alpha, shift, valid, true, ref col[0], sums);
+                        for (int r = 0; r < valid; r++)
                         {
-                            partial[i + 1] += s1;
+                            partial[i + r] += sums[r];
                         }
 
                         // Fold the float column sums into double every FlushRows rows.
-                        if ((i + 2) % FlushRows == 0 || i + 2 >= count)
+                        if ((i + 4) % FlushRows == 0 || i + 4 >= count)
                         {
                             for (int j = 0; j < w; j++)
                             {
