@@ -141,8 +141,9 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
             _rows = new int[n];
             _cols = new int[_width];
             _selected = new int[n];
-            _scratch = new float[MaxParts][];
-            for (int p = 0; p < MaxParts; p++)
+            // Dots of the running-max path; the fixed-shift kernel keeps them in registers.
+            _scratch = new float[_fixed ? 0 : MaxParts][];
+            for (int p = 0; p < _scratch.Length; p++)
             {
                 _scratch[p] = new float[4 * 2 * _width];
             }

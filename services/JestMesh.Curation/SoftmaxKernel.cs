@@ -3,7 +3,7 @@ using System.Runtime.Intrinsics;
 
 namespace JestMesh.Curation;
 
-/// <summary>Fused dot products and exponential sums for the softmax source: Σ_j exp(α·⟨a, B[:, j]⟩ − shift) for two rows at a time, never storing the dots.</summary>
+/// <summary>Fused dot products and exponential sums for the softmax source: Σ_j exp(α·⟨a, B[:, j]⟩ − shift) for four rows at a time, never storing the dots.</summary>
 /// <remarks>
 /// The shift is a fixed upper bound on α·⟨a, b⟩ (see <see cref="SoftmaxContrastiveSource"/>), so every term lies in
 /// (e^−2·shift, ~1] and one float exp per term suffices: no running max, no second pass.
@@ -14,116 +14,6 @@ internal static class SoftmaxKernel
     public const float MaxShift = 40f;
 
     private const float Log2E = 1.44269504088896341f;
-
-    /// <summary>
-    /// row0 = Σ_{j&lt;k} exp(α·⟨a0, B_j⟩ − shift), row1 likewise for a1, over a d×kp panel B (columns ≥ k ignored).
-    /// With <paramref name="columns"/> true also adds each column's terms (a1's only when <paramref name="two"/>) into col[j].
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ExpSums(
-        ref float a0, ref float a1, ref float b, int d, int kp, int k, float alpha, float shift, bool two, bool columns, ref float col, out float row0, out float row1)
-    {
-        // exp(α·x − shift) = 2^(x·α·log2 e − shift·log2 e)
-        var scale = Vector256.Create(alpha * Log2E);
-        var bias = Vector256.Create(-shift * Log2E);
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
-        int j = 0;
-        for (; j + 32 <= kp; j += 32)
-        {
-            var c00 = Vector256<float>.Zero;
-            var c01 = Vector256<float>.Zero;
-            var c02 = Vector256<float>.Zero;
-            var c03 = Vector256<float>.Zero;
-            var c10 = Vector256<float>.Zero;
-            var c11 = Vector256<float>.Zero;
-            var c12 = Vector256<float>.Zero;
-            var c13 = Vector256<float>.Zero;
-            ref float bj = ref Unsafe.Add(ref b, j);
-            for (int t = 0; t < d; t++)
-            {
-                var x0 = Vector256.Create(Unsafe.Add(ref a0, t));
-                var x1 = Vector256.Create(Unsafe.Add(ref a1, t));
-                ref float bt = ref Unsafe.Add(ref bj, t * kp);
-                var b0 = Vector256.LoadUnsafe(ref bt);
-                var b1 = Vector256.LoadUnsafe(ref bt, 8);
-                var b2 = Vector256.LoadUnsafe(ref bt, 16);
-                var b3 = Vector256.LoadUnsafe(ref bt, 24);
-                c00 = Vector256.MultiplyAddEstimate(x0, b0, c00);
-                c01 = Vector256.MultiplyAddEstimate(x0, b1, c01);
-                c02 = Vector256.MultiplyAddEstimate(x0, b2, c02);
-                c03 = Vector256.MultiplyAddEstimate(x0, b3, c03);
-                c10 = Vector256.MultiplyAddEstimate(x1, b0, c10);
-                c11 = Vector256.MultiplyAddEstimate(x1, b1, c11);
-                c12 = Vector256.MultiplyAddEstimate(x1, b2, c12);
-                c13 = Vector256.MultiplyAddEstimate(x1, b3, c13);
-            }
-
-            var e00 = Exp2(Vector256.MultiplyAddEstimate(c00, scale, bias));
-            var e01 = Exp2(Vector256.MultiplyAddEstimate(c01, scale, bias));
-            var e02 = Exp2(Vector256.MultiplyAddEstimate(c02, scale, bias));
-            var e03 = Exp2(Vector256.MultiplyAddEstimate(c03, scale, bias));
-            var e10 = Exp2(Vector256.MultiplyAddEstimate(c10, scale, bias));
-            var e11 = Exp2(Vector256.MultiplyAddEstimate(c11, scale, bias));
-            var e12 = Exp2(Vector256.MultiplyAddEstimate(c12, scale, bias));
-            var e13 = Exp2(Vector256.MultiplyAddEstimate(c13, scale, bias));
-            if (j + 32 > k)
-            {
-                // Padding columns (zeros in the panel) would contribute e^−shift each; mask them out.
-                e00 &= Mask(j, k);
-                e01 &= Mask(j + 8, k);
-                e02 &= Mask(j + 16, k);
-                e03 &= Mask(j + 24, k);
-                e10 &= Mask(j, k);
-                e11 &= Mask(j + 8, k);
-                e12 &= Mask(j + 16, k);
-                e13 &= Mask(j + 24, k);
-            }
-
-            acc0 += (e00 + e01) + (e02 + e03);
-            acc1 += (e10 + e11) + (e12 + e13);
-            if (columns)
-            {
-                if (!two)
-                {
-                    e10 = e11 = e12 = e13 = Vector256<float>.Zero;
-                }
-
-                ref float cj = ref Unsafe.Add(ref col, j);
-                (Vector256.LoadUnsafe(ref cj) + e00 + e10).StoreUnsafe(ref cj);
-                (Vector256.LoadUnsafe(ref cj, 8) + e01 + e11).StoreUnsafe(ref cj, 8);
-                (Vector256.LoadUnsafe(ref cj, 16) + e02 + e12).StoreUnsafe(ref cj, 16);
-                (Vector256.LoadUnsafe(ref cj, 24) + e03 + e13).StoreUnsafe(ref cj, 24);
-            }
-        }
-
-        for (; j < kp; j += 8)
-        {
-            var c0 = Vector256<float>.Zero;
-            var c1 = Vector256<float>.Zero;
-            ref float bj = ref Unsafe.Add(ref b, j);
-            for (int t = 0; t < d; t++)
-            {
-                var bt = Vector256.LoadUnsafe(ref Unsafe.Add(ref bj, t * kp));
-                c0 = Vector256.MultiplyAddEstimate(Vector256.Create(Unsafe.Add(ref a0, t)), bt, c0);
-                c1 = Vector256.MultiplyAddEstimate(Vector256.Create(Unsafe.Add(ref a1, t)), bt, c1);
-            }
-
-            var mask = Mask(j, k);
-            var e0 = Exp2(Vector256.MultiplyAddEstimate(c0, scale, bias)) & mask;
-            var e1 = Exp2(Vector256.MultiplyAddEstimate(c1, scale, bias)) & mask;
-            acc0 += e0;
-            acc1 += e1;
-            if (columns)
-            {
-                ref float cj = ref Unsafe.Add(ref col, j);
-                (Vector256.LoadUnsafe(ref cj) + e0 + (two ? e1 : Vector256<float>.Zero)).StoreUnsafe(ref cj);
-            }
-        }
-
-        row0 = Vector256.Sum(acc0);
-        row1 = Vector256.Sum(acc1);
-    }
 
     /// <summary>
     /// Four rows at a time (<paramref name="valid"/> of them real; the others repeat a real row and are ignored): rows[r] = Σ_{j&lt;k} exp(α·⟨a_r, B_j⟩ − shift),

@@ -29,41 +29,51 @@ public sealed class KernelAccuracyTests
     }
 
     [Theory]
-    [InlineData(1, 1, true)]
-    [InlineData(7, 12, false)]
-    [InlineData(33, 64, true)]
-    [InlineData(64, 5, true)]
-    [InlineData(71, 64, false)]
-    public void Softmax_exp_sums_match_a_direct_double_sum(int k, int d, bool two)
+    [InlineData(1, 1, 1)]
+    [InlineData(7, 12, 2)]
+    [InlineData(33, 64, 3)]
+    [InlineData(64, 5, 4)]
+    [InlineData(71, 64, 4)]
+    [InlineData(32, 16, 1)]
+    public void Softmax_exp_sums_match_a_direct_double_sum(int k, int d, int valid)
     {
-        var random = new Random(k * 31 + d);
+        var random = new Random((k * 31) + d);
         int kp = Gemm.Pad(k);
-        var a = Enumerable.Range(0, 2 * d).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+        var a = Enumerable.Range(0, 4 * d).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
         var cols = Enumerable.Range(0, k * d).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
         var panel = new float[d * kp];
         Gemm.PackTransposed(cols, d, Enumerable.Range(0, k).ToArray(), panel, kp);
         var col = new float[kp];
+        var rows = new float[4];
         const float alpha = -7.5f, shift = 20f;
-        SoftmaxKernel.ExpSums(ref a[0], ref a[two ? d : 0], ref panel[0], d, kp, k, alpha, shift, two, true, ref col[0], out float row0, out float row1);
-        double want0 = 0, want1 = 0;
+        // Rows past `valid` repeat row 0, as the callers pass them.
+        int Row(int r) => r < valid ? r * d : 0;
+        SoftmaxKernel.ExpSums4(ref a[Row(0)], ref a[Row(1)], ref a[Row(2)], ref a[Row(3)], ref panel[0], d, kp, k, alpha, shift, valid, true, ref col[0], rows);
+        var wantRows = new double[4];
         for (int j = 0; j < k; j++)
         {
-            double dot0 = 0, dot1 = 0;
-            for (int t = 0; t < d; t++)
+            double wantCol = 0;
+            for (int r = 0; r < valid; r++)
             {
-                dot0 += (double)a[t] * cols[(j * d) + t];
-                dot1 += (double)a[(two ? d : 0) + t] * cols[(j * d) + t];
+                double dot = 0;
+                for (int t = 0; t < d; t++)
+                {
+                    dot += (double)a[Row(r) + t] * cols[(j * d) + t];
+                }
+
+                double e = Math.Exp((alpha * dot) - shift);
+                wantRows[r] += e;
+                wantCol += e;
             }
 
-            double e0 = Math.Exp((alpha * dot0) - shift), e1 = Math.Exp((alpha * dot1) - shift);
-            want0 += e0;
-            want1 += e1;
-            double wantCol = e0 + (two ? e1 : 0);
             Assert.True(Math.Abs(col[j] - wantCol) <= 1e-5 * wantCol, $"col[{j}] = {col[j]}, want {wantCol}");
         }
 
-        Assert.True(Math.Abs(row0 - want0) <= 1e-5 * want0, $"row0 = {row0}, want {want0}");
-        Assert.True(Math.Abs(row1 - want1) <= 1e-5 * want1, $"row1 = {row1}, want {want1}");
+        for (int r = 0; r < valid; r++)
+        {
+            Assert.True(Math.Abs(rows[r] - wantRows[r]) <= 1e-5 * wantRows[r], $"row {r} = {rows[r]}, want {wantRows[r]}");
+        }
+
         Assert.All(col.Skip(k), v => Assert.Equal(0f, v));
     }
 
