@@ -132,8 +132,9 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 _diagU[m] = new double[n];
                 _w[m] = new double[n];
                 _loss[m] = new double[n];
-                _max[2 * m] = new double[n];
-                _max[(2 * m) + 1] = new double[n];
+                // The fixed-shift path has max = shift throughout and keeps no max.
+                _max[2 * m] = _fixed ? [] : new double[n];
+                _max[(2 * m) + 1] = _fixed ? [] : new double[n];
                 _sum[2 * m] = new double[n];
                 _sum[(2 * m) + 1] = new double[n];
             }
@@ -481,7 +482,7 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
 
         private void ResetRunning()
         {
-            for (int slot = 0; slot < _max.Length; slot++)
+            for (int slot = 0; slot < _sum.Length; slot++)
             {
                 Array.Fill(_max[slot], double.NegativeInfinity);
                 Array.Clear(_sum[slot]);
@@ -490,11 +491,15 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
 
         private void ResetRunning(ReadOnlySpan<int> only)
         {
-            for (int slot = 0; slot < _max.Length; slot++)
+            for (int slot = 0; slot < _sum.Length; slot++)
             {
                 foreach (int c in only)
                 {
-                    _max[slot][c] = double.NegativeInfinity;
+                    if (!_fixed)
+                    {
+                        _max[slot][c] = double.NegativeInfinity;
+                    }
+
                     _sum[slot][c] = 0;
                 }
             }
