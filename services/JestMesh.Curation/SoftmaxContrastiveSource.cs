@@ -177,7 +177,10 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 for (int c = 0; c < n; c++)
                 {
                     _diagU[m][c] = model.Alpha * (double)TensorPrimitives.Dot(model.ImageArray.AsSpan(c * _dim, _dim), model.TextArray.AsSpan(c * _dim, _dim));
-                    _w[m][c] = Math.Exp(_source._shifts[m] - _diagU[m][c]);
+                    if (_fixed)
+                    {
+                        _w[m][c] = Math.Exp(_source._shifts[m] - _diagU[m][c]);
+                    }
                 }
             }
 
