@@ -3,6 +3,17 @@ using BenchmarkDotNet.Running;
 using JestMesh.Benchmarks;
 using JestMesh.Curation;
 
+if (args.Length > 0 && args[0] == "softmax")
+{
+    // Sigmoid vs softmax (and the frozen pre-rewrite softmax with "old"), interleaved: softmax N b reps [old]
+    SoftmaxCompare.Run(
+        args.Length > 1 ? int.Parse(args[1]) : 2048,
+        args.Length > 2 ? int.Parse(args[2]) : 512,
+        args.Length > 3 ? int.Parse(args[3]) : 9,
+        args.Length > 4 && args[4] == "old");
+    return;
+}
+
 if (args.Length > 0 && args[0] == "quick")
 {
     // A fast sanity timing outside BenchmarkDotNet: median of repeated selections.

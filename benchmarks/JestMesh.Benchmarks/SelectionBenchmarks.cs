@@ -72,3 +72,32 @@ public class LiteralAlgorithm1Benchmark
     [Benchmark]
     public int[] Algorithm1() => LiteralAlgorithm1.JointlySampleBatch(_learner, _reference, 16, _b, 100, new Random(7));
 }
+
+/// <summary>Softmax (InfoNCE) vs sigmoid learnability at the size: N = 2,048, b = 512, 16 chunks, d = 64; the pre-rewrite softmax source rides along for before/after.</summary>
+[Config(typeof(ShortConfig))]
+[MemoryDiagnoser]
+public class SoftmaxVsSigmoidBenchmark
+{
+    private ContrastiveEmbeddings _learner = null!;
+    private ContrastiveEmbeddings _reference = null!;
+
+    [Params(2048)]
+    public int N { get; set; }
+
+    [Params(512)]
+    public int B { get; set; }
+
+    [GlobalSetup]
+    public void Setup() => (_learner, _reference) = SyntheticSuperBatch.Create(N, 64, seed: 1);
+
+    [Benchmark(Baseline = true)]
+    public SelectionResult Sigmoid() => Select(ScoreSources.SigmoidContrastive(SelectionPolicy.Learnability, _learner, _reference));
+
+    [Benchmark]
+    public SelectionResult Softmax() => Select(ScoreSources.SoftmaxContrastive(SelectionPolicy.Learnability, _learner, _reference));
+
+    [Benchmark]
+    public SelectionResult SoftmaxBeforeRewrite() => Select(new Baseline.BaselineSoftmaxSource(SelectionPolicy.Learnability, [_learner, _reference], [1.0, -1.0]));
+
+    private SelectionResult Select(IScoreSource source) => JointSampler.Select(source, new SamplerOptions { BatchSize = B, Chunks = 16 }, new Random(7));
+}

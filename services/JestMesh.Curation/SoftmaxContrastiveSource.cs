@@ -9,11 +9,22 @@ namespace JestMesh.Curation;
 /// uses the whole super-batch as negatives, i.e. each example's ordinary InfoNCE loss in its super-batch
 /// (what independent selection would rank by); this costs one streamed O(N²·d) pass and never stores N×N.
 /// Later chunks condition on 𝒮 only. The score of a selection is the policy-weighted InfoNCE loss of 𝔅 with 𝔅 as its own negatives.
+/// <para>
+/// Arithmetic. By Cauchy–Schwarz every |u| ≤ shift_m = |α|·max‖img‖·max‖txt‖. When every shift_m ≤ 40 (α = 10 on
+/// L2-normalised rows gives 10) each term e^(u − shift) lies in [e^−80, 1], a normal float, so the sums keep one fixed
+/// shift: S = Σ e^(u − shift) in one fused dot-product/exp pass, lse = shift + log S, and per candidate only a log
+/// (log(1 + w·S) with w = e^(shift − u_cc) is softplus(lse − u_cc)). The first chunk and s(𝔅) need both the row and the
+/// column sums of the same block of U = α·Img·Txtᵀ, so each block is computed once for both directions, in row tiles
+/// whose count depends on the row count only (results do not depend on the core count). Larger shifts (e.g. CLIP's
+/// α = 100) keep a running max per example, merged chunk by chunk.
+/// </para>
 /// </remarks>
 public sealed class SoftmaxContrastiveSource : IScoreSource
 {
     private readonly ContrastiveEmbeddings[] _models;
     private readonly double[] _signs;
+    private readonly float[] _shifts;
+    private readonly bool _fixedShift;
 
     internal SoftmaxContrastiveSource(SelectionPolicy policy, ContrastiveEmbeddings[] models, double[] signs)
     {
@@ -22,6 +33,15 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
         _signs = signs;
         Count = models[0].Count;
         Dim = models[0].Dim;
+        _shifts = new float[models.Length];
+        _fixedShift = true;
+        for (int m = 0; m < models.Length; m++)
+        {
+            // Cauchy–Schwarz: |u_ck| ≤ |α|·max‖img‖·max‖txt‖ (plus a little for float rounding of the dots).
+            double bound = Math.Abs(models[m].Alpha) * MaxNorm(models[m].ImageArray, Dim) * MaxNorm(models[m].TextArray, Dim);
+            _shifts[m] = (float)((bound * (1 + 1e-5)) + 1e-6);
+            _fixedShift &= _shifts[m] <= SoftmaxKernel.MaxShift;
+        }
     }
 
     public int Count { get; }
@@ -42,21 +62,49 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
         return new State(this, chunkSize);
     }
 
+    private static double MaxNorm(float[] rows, int dim)
+    {
+        double max = 0;
+        for (int i = 0; i < rows.Length; i += dim)
+        {
+            max = Math.Max(max, TensorPrimitives.Norm(rows.AsSpan(i, dim)));
+        }
+
+        return max;
+    }
+
     private sealed class State : RowParallel, IConditionalScores
     {
+        // Tiles of the symmetric pass (at least two column panels each) are fixed by the row count alone, so sums do not depend on the core count.
+        private const int MaxTiles = 8;
+        private const int PanelWidth = 64;
+        // Column partial sums are folded from float into double every this many rows.
+        private const int FlushRows = 64;
+
         private readonly SoftmaxContrastiveSource _source;
         private readonly int _dim;
         private readonly int _width;
+        private readonly bool _fixed;
         private readonly float[][] _panelTxt;
         private readonly float[][] _panelImg;
         private readonly double[][] _diagU;
-        // Running log-sum-exp per example, per (model, direction): max and scaled sum.
+        // Fixed-shift path: e^(shift − u_cc), so that a loss log(1 + Σ_k e^(u_ck − u_cc)) is log(1 + S·w).
+        private readonly double[][] _w;
+        // Running log-sum-exp per example, per (model, direction): max and scaled sum (the fixed-shift path uses only the sum, with max = shift).
         private readonly double[][] _max;
         private readonly double[][] _sum;
+        private readonly double[][] _loss;
         private readonly int[] _rows;
         private readonly int[] _cols;
         private readonly int[] _selected;
         private readonly float[][] _scratch;
+        // Symmetric pass: per tile a packed panel, float column sums, and double row partials over all positions.
+        private readonly float[][] _tilePanel;
+        private readonly float[][] _tileCol;
+        private readonly double[][] _tilePartial;
+        private readonly Action<int> _tileBody;
+        private int _tileCount;
+        private int _tileRowsTotal;
         private int _selectedCount;
         private int _k;
         private int _kp;
@@ -66,12 +114,15 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
         {
             _source = source;
             _dim = source.Dim;
+            _fixed = source._fixedShift;
             int n = source.Count;
-            _width = Math.Min(Gemm.Pad(n), Math.Max(Gemm.Pad(chunkSize), 64));
+            _width = _fixed ? Gemm.Pad(chunkSize) : Math.Min(Gemm.Pad(n), Math.Max(Gemm.Pad(chunkSize), 64));
             int models = source._models.Length;
             _panelTxt = new float[models][];
             _panelImg = new float[models][];
             _diagU = new double[models][];
+            _w = new double[models][];
+            _loss = new double[models][];
             _max = new double[2 * models][];
             _sum = new double[2 * models][];
             for (int m = 0; m < models; m++)
@@ -79,8 +130,11 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 _panelTxt[m] = new float[_dim * _width];
                 _panelImg[m] = new float[_dim * _width];
                 _diagU[m] = new double[n];
-                _max[2 * m] = new double[n];
-                _max[(2 * m) + 1] = new double[n];
+                _w[m] = new double[n];
+                _loss[m] = new double[n];
+                // The fixed-shift path has max = shift throughout and keeps no max.
+                _max[2 * m] = _fixed ? [] : new double[n];
+                _max[(2 * m) + 1] = _fixed ? [] : new double[n];
                 _sum[2 * m] = new double[n];
                 _sum[(2 * m) + 1] = new double[n];
             }
@@ -88,11 +142,27 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
             _rows = new int[n];
             _cols = new int[_width];
             _selected = new int[n];
-            _scratch = new float[MaxParts][];
-            for (int p = 0; p < MaxParts; p++)
+            // Dots of the running-max path; the fixed-shift kernel keeps them in registers.
+            _scratch = new float[_fixed ? 0 : MaxParts][];
+            for (int p = 0; p < _scratch.Length; p++)
             {
                 _scratch[p] = new float[4 * 2 * _width];
             }
+
+            _tilePanel = new float[_fixed ? MaxTiles : 0][];
+            _tileCol = new float[_tilePanel.Length][];
+            _tilePartial = new double[_tilePanel.Length * models][];
+            for (int t = 0; t < _tilePanel.Length; t++)
+            {
+                _tilePanel[t] = new float[_dim * PanelWidth];
+                _tileCol[t] = new float[PanelWidth];
+                for (int m = 0; m < models; m++)
+                {
+                    _tilePartial[(t * models) + m] = new double[n];
+                }
+            }
+
+            _tileBody = SymmetricTile;
         }
 
         public double SelectedScore => _score ??= ScoreOfSelected();
@@ -107,6 +177,10 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 for (int c = 0; c < n; c++)
                 {
                     _diagU[m][c] = model.Alpha * (double)TensorPrimitives.Dot(model.ImageArray.AsSpan(c * _dim, _dim), model.TextArray.AsSpan(c * _dim, _dim));
+                    if (_fixed)
+                    {
+                        _w[m][c] = Math.Exp(_source._shifts[m] - _diagU[m][c]);
+                    }
                 }
             }
 
@@ -116,27 +190,36 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 _rows[c] = c;
             }
 
-            for (int j0 = 0; j0 < n; j0 += _width)
+            if (_fixed)
             {
-                int w = Math.Min(_width, n - j0);
-                for (int j = 0; j < w; j++)
-                {
-                    _cols[j] = j0 + j;
-                }
-
-                Accumulate(_cols.AsSpan(0, w), n);
+                SymmetricPass(n);
+                // The super-batch includes c itself, so lse − u_cc = log(S_row·w) and likewise for the column: the InfoNCE loss directly.
+                _ = SumLosses(_rows.AsSpan(0, n), scores, withSelf: false);
             }
-
-            for (int c = 0; c < n; c++)
+            else
             {
-                double s = 0;
-                for (int m = 0; m < models.Length; m++)
+                for (int j0 = 0; j0 < n; j0 += _width)
                 {
-                    // The super-batch includes c itself, so lse − u_cc is the InfoNCE loss directly.
-                    s += _source._signs[m] * (Lse(2 * m, c) - _diagU[m][c] + Lse((2 * m) + 1, c) - _diagU[m][c]);
+                    int w = Math.Min(_width, n - j0);
+                    for (int j = 0; j < w; j++)
+                    {
+                        _cols[j] = j0 + j;
+                    }
+
+                    Accumulate(_cols.AsSpan(0, w), n);
                 }
 
-                scores[c] = s;
+                for (int c = 0; c < n; c++)
+                {
+                    double s = 0;
+                    for (int m = 0; m < models.Length; m++)
+                    {
+                        // The super-batch includes c itself, so lse − u_cc is the InfoNCE loss directly.
+                        s += _source._signs[m] * (Lse(2 * m, c) - _diagU[m][c] + Lse((2 * m) + 1, c) - _diagU[m][c]);
+                    }
+
+                    scores[c] = s;
+                }
             }
 
             ResetRunning();
@@ -160,6 +243,13 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 Accumulate(added.Slice(j0, Math.Min(_width, added.Length - j0)), candidates.Length);
             }
 
+            if (_fixed)
+            {
+                // Here the positive pair is not among the negatives: log(1 + S·w) = softplus(lse − u_cc).
+                _ = SumLosses(candidates, scores, withSelf: true);
+                return;
+            }
+
             var models = _source._models;
             foreach (int c in candidates)
             {
@@ -175,6 +265,12 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
 
         protected override void ProcessRange(int lo, int hi, int part)
         {
+            if (_fixed)
+            {
+                ProcessRangeFixed(lo, hi);
+                return;
+            }
+
             var models = _source._models;
             int d = _dim;
             int kp = _kp;
@@ -188,10 +284,10 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
                 {
                     var img = models[m].ImageArray;
                     var txt = models[m].TextArray;
+                    float alpha = models[m].Alpha;
                     int o = m * 4 * kp;
                     Gemm.TwoRows(ref img[r0 * d], ref img[r1 * d], ref _panelTxt[m][0], d, kp, ref scratch[o], ref scratch[o + kp]);
                     Gemm.TwoRows(ref txt[r0 * d], ref txt[r1 * d], ref _panelImg[m][0], d, kp, ref scratch[o + (2 * kp)], ref scratch[o + (3 * kp)]);
-                    float alpha = models[m].Alpha;
                     Merge(2 * m, r0, scratch.AsSpan(o, _k), alpha);
                     Merge((2 * m) + 1, r0, scratch.AsSpan(o + (2 * kp), _k), alpha);
                     if (two)
@@ -203,11 +299,193 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
             }
         }
 
+        /// <summary>Fixed-shift path of a chunk: adds Σ_{k∈chunk} e^(u_ck − shift) and Σ_k e^(u_kc − shift) to the sums of rows _rows[lo..hi), four at a time.</summary>
+        private void ProcessRangeFixed(int lo, int hi)
+        {
+            var models = _source._models;
+            int d = _dim;
+            int kp = _kp;
+            Span<float> sums = stackalloc float[4];
+            for (int i = lo; i < hi; i += 4)
+            {
+                int valid = Math.Min(4, hi - i);
+                int r0 = _rows[i];
+                int r1 = valid > 1 ? _rows[i + 1] : r0;
+                int r2 = valid > 2 ? _rows[i + 2] : r0;
+                int r3 = valid > 3 ? _rows[i + 3] : r0;
+                for (int m = 0; m < models.Length; m++)
+                {
+                    var img = models[m].ImageArray;
+                    var txt = models[m].TextArray;
+                    float alpha = models[m].Alpha;
+                    float shift = _source._shifts[m];
+                    // Direction 0: u_ck = α⟨img_c, txt_k⟩; direction 1: u_kc = α⟨img_k, txt_c⟩.
+                    for (int dir = 0; dir < 2; dir++)
+                    {
+                        var a = dir == 0 ? img : txt;
+                        var panel = dir == 0 ? _panelTxt[m] : _panelImg[m];
+                        SoftmaxKernel.ExpSums4(ref a[r0 * d], ref a[r1 * d], ref a[r2 * d], ref a[r3 * d], ref panel[0], d, kp, _k, alpha, shift, valid, false, ref panel[0], sums);
+                        var target = _sum[(2 * m) + dir];
+                        target[r0] += sums[0];
+                        if (valid > 1)
+                        {
+                            target[r1] += sums[1];
+                        }
+
+                        if (valid > 2)
+                        {
+                            target[r2] += sums[2];
+                        }
+
+                        if (valid > 3)
+                        {
+                            target[r3] += sums[3];
+                        }
+                    }
+                }
+            }
+        }
+
+        /// <summary>scores[c] = Σ_m sign_m·(log(w·S_row) + log(w·S_col)) when c is inside the sums, or with log(1 + w·S) when it is not; returns Σ_c scores[c].</summary>
+        /// <remarks>Writes nothing when <paramref name="scores"/> is empty. log(w·S) = shift + log S − u_cc = lse − u_cc, and log(1 + w·S) = softplus(lse − u_cc).</remarks>
+        private double SumLosses(ReadOnlySpan<int> examples, Span<double> scores, bool withSelf)
+        {
+            var models = _source._models;
+            for (int m = 0; m < models.Length; m++)
+            {
+                var rowSum = _sum[2 * m];
+                var colSum = _sum[(2 * m) + 1];
+                var w = _w[m];
+                var loss = _loss[m].AsSpan(0, examples.Length);
+                for (int i = 0; i < examples.Length; i++)
+                {
+                    int c = examples[i];
+                    loss[i] = withSelf ? (1 + (rowSum[c] * w[c])) * (1 + (colSum[c] * w[c])) : rowSum[c] * colSum[c] * w[c] * w[c];
+                }
+
+                TensorPrimitives.Log(loss, loss);
+            }
+
+            double total = 0;
+            for (int i = 0; i < examples.Length; i++)
+            {
+                double s = 0;
+                for (int m = 0; m < models.Length; m++)
+                {
+                    s += _source._signs[m] * _loss[m][i];
+                }
+
+                total += s;
+                if (!scores.IsEmpty)
+                {
+                    scores[examples[i]] = s;
+                }
+            }
+
+            return total;
+        }
+
+        /// <summary>Fixed-shift path: row and column exp-sums of U = α·Img·Txtᵀ restricted to _rows[0..count) × _rows[0..count), each block of U computed once.</summary>
+        /// <remarks>
+        /// Row c's sum over k gives direction 0 (u_ck), column c's sum over k gives direction 1 (u_kc). Tiles own column panels,
+        /// so each panel is packed once and its column sums are complete within one tile; row sums are per-tile partials added
+        /// in tile order afterwards. The tile count depends on <paramref name="count"/> only. Expects _sum[2m+1] zero for these examples.
+        /// </remarks>
+        private void SymmetricPass(int count)
+        {
+            _tileRowsTotal = count;
+            int panels = (count + PanelWidth - 1) / PanelWidth;
+            _tileCount = Math.Clamp(panels / 2, 1, MaxTiles);
+            long work = (long)count * count * _source._models.Length * _dim;
+            if (_tileCount == 1 || work < (1L << 17))
+            {
+                for (int t = 0; t < _tileCount; t++)
+                {
+                    SymmetricTile(t);
+                }
+            }
+            else
+            {
+                Parallel.For(0, _tileCount, _tileBody);
+            }
+
+            var models = _source._models;
+            for (int m = 0; m < models.Length; m++)
+            {
+                var rowSum = _sum[2 * m];
+                for (int p = 0; p < count; p++)
+                {
+                    double s = 0;
+                    for (int t = 0; t < _tileCount; t++)
+                    {
+                        s += _tilePartial[(t * models.Length) + m][p];
+                    }
+
+                    rowSum[_rows[p]] = s;
+                }
+            }
+        }
+
+        private void SymmetricTile(int tile)
+        {
+            int count = _tileRowsTotal;
+            int panels = (count + PanelWidth - 1) / PanelWidth;
+            int firstPanel = (int)((long)panels * tile / _tileCount);
+            int endPanel = (int)((long)panels * (tile + 1) / _tileCount);
+            var models = _source._models;
+            int d = _dim;
+            var panel = _tilePanel[tile];
+            var col = _tileCol[tile];
+            var rows = _rows.AsSpan(0, count);
+            Span<float> sums = stackalloc float[4];
+            for (int m = 0; m < models.Length; m++)
+            {
+                var img = models[m].ImageArray;
+                float alpha = models[m].Alpha;
+                float shift = _source._shifts[m];
+                var colSum = _sum[(2 * m) + 1];
+                var partial = _tilePartial[(tile * models.Length) + m];
+                Array.Clear(partial, 0, count);
+                for (int p = firstPanel; p < endPanel; p++)
+                {
+                    int j0 = p * PanelWidth;
+                    int w = Math.Min(PanelWidth, count - j0);
+                    int wp = Gemm.Pad(w);
+                    Gemm.PackTransposed(models[m].TextArray, d, rows.Slice(j0, w), panel, wp);
+                    Array.Clear(col, 0, wp);
+                    for (int i = 0; i < count; i += 4)
+                    {
+                        int valid = Math.Min(4, count - i);
+                        int r0 = rows[i];
+                        int r1 = valid > 1 ? rows[i + 1] : r0;
+                        int r2 = valid > 2 ? rows[i + 2] : r0;
+                        int r3 = valid > 3 ? rows[i + 3] : r0;
+                        SoftmaxKernel.ExpSums4(ref img[r0 * d], ref img[r1 * d], ref img[r2 * d], ref img[r3 * d], ref panel[0], d, wp, w, alpha, shift, valid, true, ref col[0], sums);
+                        for (int r = 0; r < valid; r++)
+                        {
+                            partial[i + r] += sums[r];
+                        }
+
+                        // Fold the float column sums into double every FlushRows rows.
+                        if ((i + 4) % FlushRows == 0 || i + 4 >= count)
+                        {
+                            for (int j = 0; j < w; j++)
+                            {
+                                colSum[rows[j0 + j]] += col[j];
+                            }
+
+                            Array.Clear(col, 0, wp);
+                        }
+                    }
+                }
+            }
+        }
+
         private double Lse(int slot, int c) => _max[slot][c] + Math.Log(_sum[slot][c]);
 
         private void ResetRunning()
         {
-            for (int slot = 0; slot < _max.Length; slot++)
+            for (int slot = 0; slot < _sum.Length; slot++)
             {
                 Array.Fill(_max[slot], double.NegativeInfinity);
                 Array.Clear(_sum[slot]);
@@ -216,11 +494,15 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
 
         private void ResetRunning(ReadOnlySpan<int> only)
         {
-            for (int slot = 0; slot < _max.Length; slot++)
+            for (int slot = 0; slot < _sum.Length; slot++)
             {
                 foreach (int c in only)
                 {
-                    _max[slot][c] = double.NegativeInfinity;
+                    if (!_fixed)
+                    {
+                        _max[slot][c] = double.NegativeInfinity;
+                    }
+
                     _sum[slot][c] = 0;
                 }
             }
@@ -270,13 +552,19 @@ public sealed class SoftmaxContrastiveSource : IScoreSource
 
             ResetRunning(selected);
             selected.CopyTo(_rows);
+            var models = _source._models;
+            double total = 0;
+            if (_fixed)
+            {
+                SymmetricPass(selected.Length);
+                return SumLosses(selected, [], withSelf: false);
+            }
+
             for (int j0 = 0; j0 < selected.Length; j0 += _width)
             {
                 Accumulate(selected.Slice(j0, Math.Min(_width, selected.Length - j0)), selected.Length);
             }
 
-            double total = 0;
-            var models = _source._models;
             foreach (int c in selected)
             {
                 for (int m = 0; m < models.Length; m++)

@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using JestMesh.Benchmarks.Baseline;
+using JestMesh.Curation;
+
+namespace JestMesh.Benchmarks;
+
+/// <summary>Interleaved timing of the sigmoid source, the current softmax source and the frozen pre-rewrite softmax source, so machine load hits all three alike.</summary>
+/// <remarks>Besides whole selections it times the phases of the softmax state (Initialize, the chunk Adds, SelectedScore) through the public interface.</remarks>
+public static class SoftmaxCompare
+{
+    public static void Run(int n, int b, int reps, bool baseline)
+    {
+        const int chunks = 16;
+        var (learner, reference) = SyntheticSuperBatch.Create(n, 64, 1);
+        var options = new SamplerOptions { BatchSize = b, Chunks = chunks };
+        var variants = new List<(string Name, Func<IScoreSource> Make)>
+        {
+            ("sigmoid", () => ScoreSources.SigmoidContrastive(SelectionPolicy.Learnability, learner, reference)),
+            ("softmax", () => ScoreSources.SoftmaxContrastive(SelectionPolicy.Learnability, learner, reference)),
+        };
+        if (baseline)
+        {
+            variants.Add(("softmax-old", () => new BaselineSoftmaxSource(SelectionPolicy.Learnability, [learner, reference], [1.0, -1.0])));
+        }
+
+        var whole = variants.ToDictionary(v => v.Name, _ => new List<double>());
+        var cpu = variants.ToDictionary(v => v.Name, _ => new List<double>());
+        var process = Process.GetCurrentProcess();
+        var phases = variants.ToDictionary(v => v.Name, _ => new List<(double Init, double Add, double Score, double InitCpu, double AddCpu, double ScoreCpu)>());
+        var indices = new Dictionary<string, int[]>();
+        int sameIndices = 0;
+        for (int rep = 0; rep < reps; rep++)
+        {
+            foreach (var (name, make) in variants)
+            {
+                process.Refresh();
+                var cpuStart = process.TotalProcessorTime;
+                var clock = Stopwatch.StartNew();
+                var result = JointSampler.Select(make(), options, new Random(rep));
+                whole[name].Add(clock.Elapsed.TotalMilliseconds);
+                process.Refresh();
+                cpu[name].Add((process.TotalProcessorTime - cpuStart).TotalMilliseconds);
+                if (name == "softmax")
+                {
+                    indices[name] = result.Indices.ToArray();
+                }
+                else if (name == "softmax-old" && result.Indices.SequenceEqual(indices["softmax"]))
+                {
+                    sameIndices++;
+                }
+
+                if (rep == 0)
+                {
+                    Console.WriteLine($"{name,-12} score {result.Score:F6} first indices {string.Join(",", result.Indices.Take(6))}");
+                }
+
+                phases[name].Add(Phases(make(), n, b / chunks, rep));
+            }
+        }
+
+        if (baseline)
+        {
+            Console.WriteLine($"softmax selects the same indices as softmax-old in {sameIndices} of {reps} seeds");
+        }
+
+        foreach (var (name, _) in variants)
+        {
+            var p = phases[name];
+            Console.WriteLine(
+                $"{name,-12} N={n} b={b}: select median {Median(whole[name]):F1} ms (min {whole[name].Min():F1}, CPU median {Median(cpu[name]):F1} ms); phases median: Initialize {Median(p.Select(x => x.Init)):F1} ms, " +
+                $"{chunks} Adds {Median(p.Select(x => x.Add)):F1} ms, SelectedScore {Median(p.Select(x => x.Score)):F1} ms; CPU {Median(p.Select(x => x.InitCpu)):F1} / {Median(p.Select(x => x.AddCpu)):F1} / {Median(p.Select(x => x.ScoreCpu)):F1} ms");
+        }
+    }
+
+    /// <summary>A selection with fixed random chunks, timing each phase of the state.</summary>
+    private static (double Init, double Add, double Score, double InitCpu, double AddCpu, double ScoreCpu) Phases(IScoreSource source, int n, int k, int seed)
+    {
+        var process = Process.GetCurrentProcess();
+        var cpu0 = process.TotalProcessorTime;
+        var order = Enumerable.Range(0, n).OrderBy(_ => new Random(seed).Next()).ToArray();
+        new Random(seed).Shuffle(order);
+        var state = source.Start(k);
+        var scores = new double[n];
+        var clock = Stopwatch.StartNew();
+        state.Initialize(scores);
+        double init = clock.Elapsed.TotalMilliseconds;
+        process.Refresh();
+        var cpu1 = process.TotalProcessorTime;
+        clock.Restart();
+        for (int t = 0; t < 16; t++)
+        {
+            state.Add(order.AsSpan(t * k, k), t == 15 ? [] : order.AsSpan((t + 1) * k), scores);
+        }
+
+        double add = clock.Elapsed.TotalMilliseconds;
+        process.Refresh();
+        var cpu2 = process.TotalProcessorTime;
+        clock.Restart();
+        _ = state.SelectedScore;
+        double score = clock.Elapsed.TotalMilliseconds;
+        process.Refresh();
+        var cpu3 = process.TotalProcessorTime;
+        return (init, add, score, (cpu1 - cpu0).TotalMilliseconds, (cpu2 - cpu1).TotalMilliseconds, (cpu3 - cpu2).TotalMilliseconds);
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.OrderBy(v => v).ToArray();
+        return sorted[sorted.Length / 2];
+    }
+}
