@@ -365,6 +365,16 @@ public sealed class JobFeeds : IAsyncDisposable
         }
         finally
         {
+            // Closed by the broker after a 404, the channel must still be closed here, or the
+            // connection keeps it recorded for recovery (~8 KB per probe, for ever).
+            try
+            {
+                await channel.CloseAsync(CancellationToken.None);
+            }
+            catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.AlreadyClosedException or RabbitMQ.Client.Exceptions.OperationInterruptedException or IOException)
+            {
+                // Closed already.
+            }
             await channel.DisposeAsync();
         }
     }
