@@ -21,6 +21,7 @@ internal sealed class CurateLoop(IAsyncStreamReader<CurateRequest> requests, ISe
     public async Task WithLearnerAsync(int candidatesAhead)
     {
         using var takes = CancellationTokenSource.CreateLinkedTokenSource(token);
+        using var reads = CancellationTokenSource.CreateLinkedTokenSource(token);
         Task<Delivery>? take = null;
         Task<bool>? read = null;
         try
@@ -31,7 +32,7 @@ internal sealed class CurateLoop(IAsyncStreamReader<CurateRequest> requests, ISe
                 {
                     take = feed.TakeAsync(takes.Token).AsTask();
                 }
-                read ??= requests.MoveNext(token);
+                read ??= requests.MoveNext(reads.Token);
                 if (take is null)
                 {
                     await Task.WhenAny(read);
@@ -66,6 +67,20 @@ internal sealed class CurateLoop(IAsyncStreamReader<CurateRequest> requests, ISe
         }
         finally
         {
+            // The call must not end with a read of the client pending (the server would fail the
+            // request instead of sending this call's status): cancel and await it.
+            if (read is { IsCompleted: false })
+            {
+                await reads.CancelAsync();
+                try
+                {
+                    await read;
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or IOException or RpcException)
+                {
+                    // Cancelled, as asked.
+                }
+            }
             await takes.CancelAsync();
             if (take is not null)
             {

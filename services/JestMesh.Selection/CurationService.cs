@@ -179,33 +179,6 @@ public sealed partial class CurationService(SessionStore store, JobFeeds feeds, 
         }
     }
 
-    /// <summary>A stream attached to its session and joined to its job; disposing frees both.</summary>
-    private sealed class AttachedStream(SessionLease lease, JobMembership membership, CurationSettings settings, int batchSize, int superBatchSize, string referenceSha256) : IAsyncDisposable
-    {
-        public SessionState Session => lease.Session;
-
-        public CancellationToken Token => lease.Token;
-
-        public JobFeed Feed => membership.Feed;
-
-        public CurationSettings Settings => settings;
-
-        public SessionOpened Opened(long cursor) => new()
-        {
-            SessionId = Session.Id,
-            ResumeAfter = cursor,
-            SuperBatchSize = superBatchSize,
-            BatchSize = batchSize,
-            ReferenceCheckpointSha256 = referenceSha256,
-        };
-
-        public async ValueTask DisposeAsync()
-        {
-            await lease.DisposeAsync();
-            membership.Dispose();
-        }
-    }
-
     [LoggerMessage(Level = LogLevel.Information, Message = "Session {SessionId} opened for job {Job} with policy {Policy}")]
     private static partial void LogOpened(ILogger logger, string sessionId, string job, Policy policy);
 

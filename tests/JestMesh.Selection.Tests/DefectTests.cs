@@ -276,7 +276,7 @@ public sealed class DefectTests(SelectionFixture fixture)
             var seen = new List<CurateResponse>();
             var error = await ProtoClient.ErrorAsync(call, seen);
             Assert.Empty(seen);
-            Assert.Equal(StatusCode.FailedPrecondition, error.StatusCode);
+            Assert.True(error.StatusCode == StatusCode.FailedPrecondition, $"{error.StatusCode}: {error.Status.Detail}");
             Assert.Contains("open.chunks", error.Status.Detail, StringComparison.Ordinal);
             Assert.Contains("open." + field, error.Status.Detail, StringComparison.Ordinal);
         }
@@ -286,6 +286,49 @@ public sealed class DefectTests(SelectionFixture fixture)
             await call.RequestStream.WriteAsync(new CurateRequest { Open = Sessions.Open("job", Policy.Learnability) });
             var (_, batches) = await ProtoClient.TrainAsync(call, published, 3);
             Assert.Equal(published.Select(p => p.Id), batches.Select(b => b.SuperBatchId));
+        }
+    }
+
+    // D5: where N was not what the open saw, the first candidate that does not fit is refused before
+    // the client scores it, and goes back to the job once (no D1).
+    [Fact]
+    public async Task A_candidate_the_settings_cannot_fit_is_refused_before_it_is_sent_and_returned_once()
+    {
+        var options = fixture.Broker.Options(TestNames.Unique("d5-candidate"));
+        await using var host = await SelectionHost.StartAsync(options);
+        await using var broker = new BrokerClient(options);
+        var first = await TestData.PublishAsync(fixture.Feeder, broker, "job", 1, N);
+        using var channel = host.Channel();
+        var client = new CurationClient(channel);
+        using (var call = client.StreamBatches(new StreamBatchesRequest { Session = Sessions.Open("job", Policy.Uniform), MaxBatches = 1 }, SelectionHost.Auth()))
+        {
+            Assert.True(await call.ResponseStream.MoveNext().WaitAsync(ProtoClient.Deadline));
+            Assert.Equal(first[0].Id, call.ResponseStream.Current.SuperBatchId);
+        }
+        // The job's super-batches had N = 64; the next has N = 60 (b = 30 at f = 0.5), then 64 again.
+        var odd = fixture.Feeder.Make("job", 1, 60, offset: 1000);
+        var after = fixture.Feeder.Make("job", 2, N);
+        using (var call = client.Curate(SelectionHost.Auth()))
+        {
+            await call.RequestStream.WriteAsync(new CurateRequest { Open = Sessions.Open("job", Policy.Learnability, chunks: 4) });
+            Assert.Equal(N, (await ProtoClient.NextAsync(call))!.Opened.SuperBatchSize);
+            await ScoredFeeder.PublishAsync(broker.Publisher, broker.Topology, odd);
+            await ScoredFeeder.PublishAsync(broker.Publisher, broker.Topology, after);
+            var seen = new List<CurateResponse>();
+            var error = await ProtoClient.ErrorAsync(call, seen);
+            Assert.Empty(seen);
+            Assert.True(error.StatusCode == StatusCode.FailedPrecondition, $"{error.StatusCode}: {error.Status.Detail}");
+            Assert.Contains("chunks = 4", error.Status.Detail, StringComparison.Ordinal);
+        }
+        // A session whose chunks fit N = 60 gets it, once, then the next one.
+        using (var call = client.StreamBatches(new StreamBatchesRequest { Session = Sessions.Open("job", Policy.Uniform, chunks: 2), MaxBatches = 2 }, SelectionHost.Auth()))
+        {
+            var ids = new List<string>();
+            while (await call.ResponseStream.MoveNext().WaitAsync(ProtoClient.Deadline))
+            {
+                ids.Add(call.ResponseStream.Current.SuperBatchId);
+            }
+            Assert.Equal([odd.Id, after.Id], ids);
         }
     }
 
