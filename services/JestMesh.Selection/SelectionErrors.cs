@@ -64,7 +64,8 @@ public static class RpcErrors
 /// <summary>
 /// Maps every RPC's failures through <see cref="RpcErrors"/>. Expected refusals are logged in one
 /// line at Information (no stack trace); a client that went away is logged at Debug and ends the
-/// call as CANCELLED; anything else is logged as an error and becomes INTERNAL.
+/// call as CANCELLED; a stream the service ended (takeover, shutdown) is UNAVAILABLE; anything else
+/// is logged as an error and becomes INTERNAL.
 /// </summary>
 public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingInterceptor> logger) : Interceptor
 {
@@ -128,6 +129,15 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
             // The client cancelled or went away (or a newer stream took the session over): nothing to report.
             LogCancelled(logger, context.Method);
             context.Status = new Status(StatusCode.Cancelled, "the call was cancelled.");
+            return true;
+        }
+        if (exception is OperationCanceledException)
+        {
+            // The service ended the stream itself: a newer stream took the session over, or the
+            // service is stopping. The client resumes (UNAVAILABLE is retried by every client).
+            var ended = new Status(StatusCode.Unavailable, "the stream was ended by the service (a newer stream took the session over, or the service is stopping); resume the session.");
+            LogRefused(logger, context.Method, ended.StatusCode, ended.Detail);
+            context.Status = ended;
             return true;
         }
         if (RpcErrors.ToStatus(exception) is not { } status)

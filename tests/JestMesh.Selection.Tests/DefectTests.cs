@@ -37,8 +37,17 @@ public sealed class DefectTests(SelectionFixture fixture)
         using (var call = client.Curate(SelectionHost.Auth()))
         {
             await call.RequestStream.WriteAsync(new CurateRequest { Open = Sessions.Open("job", Policy.Learnability) });
-            var (_, batches) = await ProtoClient.TrainAsync(call, published, 1);
+            var (candidates, batches) = await ProtoClient.TrainAsync(call, published, 1);
             Assert.Equal(published[0].Id, batches[0].SuperBatchId);
+            // A client scores only a candidate it has: wait for super-batch 1's.
+            while (!candidates.Contains(published[1].Id))
+            {
+                var next = await ProtoClient.NextAsync(call);
+                if (next?.KindCase == CurateResponse.KindOneofCase.Candidate)
+                {
+                    candidates.Add(next.Candidate.SuperBatchId);
+                }
+            }
             var bad = ProtoClient.ScoresFor(published[1]);
             var values = bad.ImageEmbeddings.ToFloat32("x", N, -1);
             var dim = values.Length / N;
@@ -64,8 +73,8 @@ public sealed class DefectTests(SelectionFixture fixture)
             }
             await call.RequestStream.WriteAsync(new CurateRequest { Scores = bad });
             var error = await ProtoClient.ErrorAsync(call);
-            Assert.True(error.StatusCode == StatusCode.InvalidArgument, $"{error.StatusCode}: {error.Status.Detail}");
-            Assert.Contains("scores.image_embeddings", error.Status.Detail, StringComparison.Ordinal);
+            Assert.True(error.StatusCode == StatusCode.InvalidArgument && error.Status.Detail.Contains("scores.image_embeddings", StringComparison.Ordinal),
+                $"{error.StatusCode}: {error.Status.Detail}");
         }
 
         // The next session of the job: super-batches 1..5, each once, in order; the job keeps its consumer.
