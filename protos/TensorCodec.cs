@@ -43,20 +43,20 @@ public sealed partial class Tensor
         }
         if (Shape.Count != expectedShape.Length)
         {
-            throw new InvalidDataException($"{what}: shape [{string.Join(", ", Shape)}] has rank {Shape.Count}, expected {expectedShape.Length}.");
+            throw new InvalidDataException($"{what}: shape [{ShapeText()}] has rank {Shape.Count}, expected {expectedShape.Length}.");
         }
         long count = 1;
         for (var i = 0; i < expectedShape.Length; i++)
         {
             if (Shape[i] < 0 || (expectedShape[i] >= 0 && Shape[i] != expectedShape[i]))
             {
-                throw new InvalidDataException($"{what}: shape [{string.Join(", ", Shape)}], expected [{string.Join(", ", expectedShape.ToArray().Select(d => d < 0 ? "*" : d.ToString()))}].");
+                throw new InvalidDataException($"{what}: shape [{ShapeText()}], expected [{string.Join(", ", expectedShape.ToArray().Select(d => d < 0 ? "*" : d.ToString()))}].");
             }
             count *= Shape[i];
         }
         if (Data.Length != count * sizeof(float))
         {
-            throw new InvalidDataException($"{what}: {Data.Length} data bytes for shape [{string.Join(", ", Shape)}], expected {count * sizeof(float)}.");
+            throw new InvalidDataException($"{what}: {Data.Length} data bytes for shape [{ShapeText()}], expected {count * sizeof(float)}.");
         }
         var values = new float[count];
         if (!BitConverter.IsLittleEndian)
@@ -66,6 +66,10 @@ public sealed partial class Tensor
         Data.Span.CopyTo(MemoryMarshal.AsBytes(values.AsSpan()));
         return values;
     }
+
+    /// <summary>The shape for a message: at most 8 dimensions (a client may send thousands).</summary>
+    private string ShapeText() =>
+        Shape.Count <= 8 ? string.Join(", ", Shape) : string.Join(", ", Shape.Take(8)) + $", … ({Shape.Count} dims)";
 
     /// <summary>True when every value is finite (no NaN or infinity); checked on the raw bytes.</summary>
     public static bool AllFinite(ReadOnlySpan<float> values)

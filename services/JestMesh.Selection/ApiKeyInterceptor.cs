@@ -46,6 +46,9 @@ public sealed class ApiKeyInterceptor : Interceptor
         return continuation(requestStream, responseStream, context);
     }
 
+    /// <summary>Longest credential compared at all; any longer one is wrong without reading it.</summary>
+    internal const int MaxCredentialChars = 4096;
+
     private void Check(ServerCallContext context)
     {
         if (context.Method.StartsWith(HealthPrefix, StringComparison.Ordinal))
@@ -55,14 +58,25 @@ public sealed class ApiKeyInterceptor : Interceptor
         var header = context.RequestHeaders.GetValue("authorization");
         if (header is null)
         {
-            throw new RpcException(new Status(StatusCode.Unauthenticated, "missing 'authorization: Bearer <api key>' metadata."));
+            throw Unauthenticated("missing 'authorization: Bearer <api key>' metadata.");
         }
-        const string scheme = "Bearer ";
-        var presented = header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase) ? header[scheme.Length..].Trim() : "";
+        var space = header.IndexOf(' ', StringComparison.Ordinal);
+        var scheme = space < 0 ? header : header[..space];
+        if (!scheme.Equals("Bearer", StringComparison.OrdinalIgnoreCase))
+        {
+            throw Unauthenticated($"the 'authorization' scheme is {Protos.ClientText.Quote(scheme)}; this service takes 'Bearer <api key>'.");
+        }
+        var presented = header[(space + 1)..].Trim();
+        if (presented.Length > MaxCredentialChars)
+        {
+            throw Unauthenticated($"the api key in 'authorization' is {presented.Length} characters, longer than any key of this service.");
+        }
         // Constant-time comparison: the time to reject must not reveal how much of the key matched.
         if (!CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(presented), _expected))
         {
-            throw new RpcException(new Status(StatusCode.Unauthenticated, "the api key in 'authorization' is wrong."));
+            throw Unauthenticated("the api key in 'authorization' is wrong.");
         }
     }
+
+    private static RpcException Unauthenticated(string message) => new(new Status(StatusCode.Unauthenticated, message));
 }

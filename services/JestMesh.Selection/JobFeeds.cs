@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Threading.Channels;
 using Google.Protobuf;
 using JestMesh.Messaging;
+using JestMesh.Protos;
 using JestMesh.Protos.V1;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
@@ -10,10 +10,19 @@ using RabbitMQ.Client.Events;
 
 namespace JestMesh.Selection;
 
-/// <summary>A scored super-batch held unacked by a job feed until a session recorded what it selected from it.</summary>
+/// <summary>
+/// A scored super-batch held unacked by a job feed. It has exactly one owner at a time: the feed
+/// (ready), one stream (taken), or the batch log (acked once its batch is recorded); the state
+/// moves only forward along those edges, so a second return or a second ack is impossible.
+/// </summary>
 public sealed class Delivery
 {
-    internal Delivery(JobFeed feed, IChannel channel, ulong tag, string messageId, ScoredSuperBatch batch, ActivityContext producer)
+    private const int Ready = 0;
+    private const int Taken = 1;
+    private const int Done = 2;
+    private int _state;
+
+    internal Delivery(JobFeed feed, IChannel channel, ulong tag, string messageId, ScoredSuperBatch batch, ActivityContext producer, long arrival)
     {
         Feed = feed;
         Channel = channel;
@@ -21,6 +30,7 @@ public sealed class Delivery
         MessageId = messageId;
         Batch = batch;
         Producer = producer;
+        Arrival = arrival;
     }
 
     internal JobFeed Feed { get; }
@@ -29,27 +39,43 @@ public sealed class Delivery
 
     internal ulong Tag { get; }
 
+    /// <summary>Order in which the feed received it: returned deliveries keep their place.</summary>
+    internal long Arrival { get; }
+
     public string MessageId { get; }
 
     public ScoredSuperBatch Batch { get; }
 
     /// <summary>Trace context of the message's producer (the super-batch's trace).</summary>
     public ActivityContext Producer { get; }
+
+    internal bool TryMove(int from, int to) => Interlocked.CompareExchange(ref _state, to, from) == from;
+
+    internal bool TryTake() => TryMove(Ready, Taken);
+
+    internal bool TryGiveBack() => TryMove(Taken, Ready);
+
+    internal bool TryFinish() => TryMove(Taken, Done);
 }
 
 /// <summary>
 /// The scored super-batches of one job, consumed from the job's own queue with a bounded prefetch.
 /// Every session of the job takes from the same feed, so sessions get disjoint super-batches; a
-/// super-batch is acked only after its batch was recorded, and one a session did not use goes back.
+/// super-batch is acked only after its batch was recorded, and one a session did not use goes back
+/// to its original place (ahead of everything that arrived after it).
 /// </summary>
 public sealed partial class JobFeed : IAsyncDisposable
 {
-    private readonly Channel<Delivery> _ready = Channel.CreateUnbounded<Delivery>();
+    private readonly PriorityQueue<Delivery, long> _ready = new();
+    private readonly SemaphoreSlim _available = new(0);
+    private readonly TaskCompletionSource _first = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly BrokerConnections _connections;
     private readonly SessionStore _store;
     private readonly ConfirmedPublisher _publisher;
     private readonly ILogger _logger;
     private IChannel? _channel;
+    private long _arrivals;
+    private int _sessions;
 
     internal JobFeed(string job, string queue, BrokerConnections connections, SessionStore store, ConfirmedPublisher publisher, ILogger logger)
     {
@@ -65,11 +91,35 @@ public sealed partial class JobFeed : IAsyncDisposable
 
     public string Queue { get; }
 
+    /// <summary>N of the last super-batch received (0 before the first).</summary>
+    public int LastSuperBatchSize { get; private set; }
+
+    /// <summary>Reference checkpoint hash of the last super-batch received.</summary>
+    public string LastReferenceSha256 { get; private set; } = "";
+
+    /// <summary>Completes when the feed received its first super-batch.</summary>
+    public Task FirstReceived => _first.Task;
+
+    /// <summary>Super-batches waiting to be taken.</summary>
+    public int ReadyCount
+    {
+        get
+        {
+            lock (_ready)
+            {
+                return _ready.Count;
+            }
+        }
+    }
+
+    /// <summary>Streams of the job attached now.</summary>
+    public int Sessions => Volatile.Read(ref _sessions);
+
     internal async Task StartAsync(int prefetch, CancellationToken cancellationToken)
     {
         var connection = await _connections.ConsumeConnectionAsync(cancellationToken);
         _channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
-        // The prefetch is the feed's whole buffer: the unbounded channel never holds more than it.
+        // The prefetch is the feed's whole buffer: the ready set never holds more than it.
         await _channel.BasicQosAsync(0, (ushort)prefetch, global: false, cancellationToken);
         var consumer = new AsyncEventingBasicConsumer(_channel);
         consumer.ReceivedAsync += OnReceivedAsync;
@@ -106,21 +156,34 @@ public sealed partial class JobFeed : IAsyncDisposable
         }
         LastSuperBatchSize = batch.Examples.Count;
         LastReferenceSha256 = batch.ReferenceCheckpointSha256;
-        _ready.Writer.TryWrite(new Delivery(this, channel, delivery.DeliveryTag, messageId, batch, producer));
+        Enqueue(new Delivery(this, channel, delivery.DeliveryTag, messageId, batch, producer, Interlocked.Increment(ref _arrivals)));
+        _first.TrySetResult();
     }
 
-    /// <summary>N of the last super-batch received (0 before the first).</summary>
-    public int LastSuperBatchSize { get; private set; }
+    private void Enqueue(Delivery delivery)
+    {
+        lock (_ready)
+        {
+            _ready.Enqueue(delivery, delivery.Arrival);
+        }
+        _available.Release();
+    }
 
-    /// <summary>Reference checkpoint hash of the last super-batch received.</summary>
-    public string LastReferenceSha256 { get; private set; } = "";
-
-    /// <summary>The next super-batch of the job (waits until there is one).</summary>
+    /// <summary>The oldest super-batch of the job (waits until there is one); the caller owns it until it returns or acks it.</summary>
     public async ValueTask<Delivery> TakeAsync(CancellationToken cancellationToken)
     {
         while (true)
         {
-            var delivery = await _ready.Reader.ReadAsync(cancellationToken);
+            await _available.WaitAsync(cancellationToken);
+            Delivery delivery;
+            lock (_ready)
+            {
+                delivery = _ready.Dequeue();
+            }
+            if (!delivery.TryTake())
+            {
+                throw new InvalidOperationException($"super-batch {delivery.MessageId} of job {Job} was ready twice.");
+            }
             if (!_store.IsRecorded(Job, delivery.Batch.Id))
             {
                 return delivery;
@@ -129,10 +192,15 @@ public sealed partial class JobFeed : IAsyncDisposable
         }
     }
 
-    /// <summary>Acks a super-batch whose batch is recorded.</summary>
+    /// <summary>Acks a super-batch whose batch is recorded (once: a second ack would close the channel).</summary>
     public async Task AckAsync(Delivery delivery)
     {
         ArgumentNullException.ThrowIfNull(delivery);
+        if (!delivery.TryFinish())
+        {
+            LogNotOwned(_logger, "ack", delivery.MessageId, Job);
+            return;
+        }
         try
         {
             await delivery.Channel.BasicAckAsync(delivery.Tag, multiple: false);
@@ -144,24 +212,52 @@ public sealed partial class JobFeed : IAsyncDisposable
         }
     }
 
-    /// <summary>Gives an unused super-batch to the job's next session.</summary>
-    public void Return(Delivery delivery) => _ready.Writer.TryWrite(delivery);
+    /// <summary>Gives a taken, unused super-batch back: the job's next take gets it before anything that arrived after it.</summary>
+    public void Return(Delivery delivery)
+    {
+        ArgumentNullException.ThrowIfNull(delivery);
+        if (!delivery.TryGiveBack())
+        {
+            LogNotOwned(_logger, "return", delivery.MessageId, Job);
+            return;
+        }
+        Enqueue(delivery);
+    }
+
+    /// <summary>Counts a stream of the job in, unless <paramref name="max"/> are attached already.</summary>
+    internal bool TryJoin(int max)
+    {
+        while (true)
+        {
+            var now = Volatile.Read(ref _sessions);
+            if (now >= max)
+            {
+                return false;
+            }
+            if (Interlocked.CompareExchange(ref _sessions, now + 1, now) == now)
+            {
+                return true;
+            }
+        }
+    }
+
+    internal void Leave() => Interlocked.Decrement(ref _sessions);
 
     public async ValueTask DisposeAsync()
     {
-        _ready.Writer.TryComplete();
         if (_channel is not null)
         {
             try
             {
                 await _channel.CloseAsync();
             }
-            catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.OperationInterruptedException or IOException)
+            catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.OperationInterruptedException or RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException)
             {
                 // Gone with its connection.
             }
             await _channel.DisposeAsync();
         }
+        _available.Dispose();
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Super-batch {SuperBatchId} of job {Job} was already recorded; acked without effect")]
@@ -169,11 +265,40 @@ public sealed partial class JobFeed : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Ack of {MessageId} lost ({Reason}); the redelivery will be recognised as recorded")]
     private static partial void LogAckLost(ILogger logger, string messageId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Refused to {Action} super-batch {MessageId} of job {Job}: the caller does not own it (a bug)")]
+    private static partial void LogNotOwned(ILogger logger, string action, string messageId, string job);
 }
 
-/// <summary>The job feeds of this replica, started on first use; also declares the per-job queues.</summary>
+/// <summary>A stream's membership of a job: the job's feed, and one of its bounded session slots until disposed.</summary>
+public sealed class JobMembership : IDisposable
+{
+    private int _disposed;
+
+    internal JobMembership(JobFeed feed)
+    {
+        Feed = feed;
+    }
+
+    public JobFeed Feed { get; }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            Feed.Leave();
+        }
+    }
+}
+
+/// <summary>
+/// The job feeds of this replica. A job exists once its queue does, and only the router creates
+/// one, when the job's first scored super-batch arrives: sessions never create queues.
+/// </summary>
 public sealed class JobFeeds : IAsyncDisposable
 {
+    private static readonly TimeSpan ExistencePoll = TimeSpan.FromMilliseconds(250);
+
     private readonly ConcurrentDictionary<string, Lazy<Task<JobFeed>>> _feeds = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, byte> _declared = new(StringComparer.Ordinal);
     private readonly BrokerConnections _connections;
@@ -195,7 +320,7 @@ public sealed class JobFeeds : IAsyncDisposable
     /// <summary>Queue holding the scored super-batches of <paramref name="job"/>.</summary>
     public string QueueOf(string job) => $"{_connections.Topology.Scored}.job.{job}";
 
-    /// <summary>Declares the job's queue (idempotent): quorum, dead-lettering like the other queues, unbounded.</summary>
+    /// <summary>Declares the job's queue (idempotent; the router's, when a scored super-batch of the job arrives).</summary>
     public async Task DeclareAsync(string job, CancellationToken cancellationToken)
     {
         var queue = QueueOf(job);
@@ -217,18 +342,72 @@ public sealed class JobFeeds : IAsyncDisposable
         _declared.TryAdd(queue, 0);
     }
 
-    /// <summary>N, b and the reference hash of the job's last super-batch, zeros when none was seen yet.</summary>
-    public (int SuperBatchSize, int BatchSize, string ReferenceSha256) LastSeen(string job, double filterRatio)
+    /// <summary>Whether the job's queue exists (declared by a router of this or another replica).</summary>
+    public async Task<bool> ExistsAsync(string job, CancellationToken cancellationToken)
     {
-        if (_feeds.TryGetValue(job, out var lazy) && lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully && lazy.Value.Result.LastSuperBatchSize > 0)
+        var queue = QueueOf(job);
+        if (_declared.ContainsKey(queue) || _feeds.ContainsKey(job))
         {
-            var feed = lazy.Value.Result;
-            return (feed.LastSuperBatchSize, BatchSelector.BatchSize(feed.LastSuperBatchSize, filterRatio), feed.LastReferenceSha256);
+            return true;
         }
-        return (0, 0, "");
+        var connection = await _connections.PublishConnectionAsync(cancellationToken);
+        // A passive declare of a missing queue closes its channel: a throwaway one.
+        var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+        try
+        {
+            await channel.QueueDeclarePassiveAsync(queue, cancellationToken);
+            _declared.TryAdd(queue, 0);
+            return true;
+        }
+        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+        {
+            return false;
+        }
+        finally
+        {
+            // Closed by the broker after a 404, the channel must still be closed here, or the
+            // connection keeps it recorded for recovery (~8 KB per probe, for ever).
+            try
+            {
+                await channel.CloseAsync(CancellationToken.None);
+            }
+            catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.AlreadyClosedException or RabbitMQ.Client.Exceptions.OperationInterruptedException or IOException)
+            {
+                // Closed already.
+            }
+            await channel.DisposeAsync();
+        }
     }
 
-    public async Task<JobFeed> GetAsync(string job, CancellationToken cancellationToken)
+    /// <summary>
+    /// Joins a stream to <paramref name="job"/>: waits until <paramref name="deadline"/> (the open's
+    /// Selection:UnknownJobWait) for the job to exist, starts its feed, and takes one of its
+    /// Selection:MaxSessionsPerJob slots.
+    /// </summary>
+    /// <exception cref="SelectionException">NOT_FOUND for a job that does not exist; RESOURCE_EXHAUSTED at a bound.</exception>
+    public async Task<JobMembership> JoinAsync(string job, string field, DateTime deadline, CancellationToken cancellationToken)
+    {
+        while (!await ExistsAsync(job, cancellationToken))
+        {
+            if (DateTime.UtcNow >= deadline)
+            {
+                throw SelectionException.NotFound($"{field}.job {ClientText.Quote(job)} does not exist: no scored super-batch of it arrived (waited {_options.UnknownJobWait.TotalSeconds:0.#} s). Ingest the job first.");
+            }
+            await Task.Delay(ExistencePoll, cancellationToken);
+        }
+        if (!_feeds.ContainsKey(job) && _feeds.Count >= _options.MaxJobs)
+        {
+            throw SelectionException.Exhausted($"this replica serves {_options.MaxJobs} jobs already (Selection:MaxJobs); {field}.job {ClientText.Quote(job)} must wait or go to another replica.");
+        }
+        var feed = await GetAsync(job, cancellationToken);
+        if (!feed.TryJoin(_options.MaxSessionsPerJob))
+        {
+            throw SelectionException.Exhausted($"job {ClientText.Quote(job)} has {_options.MaxSessionsPerJob} streams attached already (Selection:MaxSessionsPerJob).");
+        }
+        return new JobMembership(feed);
+    }
+
+    private async Task<JobFeed> GetAsync(string job, CancellationToken cancellationToken)
     {
         var lazy = _feeds.GetOrAdd(job, j => new Lazy<Task<JobFeed>>(() => StartAsync(j)));
         try
@@ -252,14 +431,12 @@ public sealed class JobFeeds : IAsyncDisposable
             var feed = new JobFeed(job, QueueOf(job), _connections, _store, _publisher, _logger);
             try
             {
-                await DeclareAsync(job, CancellationToken.None);
                 await feed.StartAsync(_options.JobPrefetch, CancellationToken.None);
                 return feed;
             }
             catch (Exception ex) when (attempt < 30 && ex is RabbitMQ.Client.Exceptions.OperationInterruptedException or RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException)
             {
                 await feed.DisposeAsync();
-                _declared.TryRemove(QueueOf(job), out _);
                 await Task.Delay(_connections.Options.RecoveryInterval);
             }
         }

@@ -1,6 +1,6 @@
-using System.Text.RegularExpressions;
 using Google.Protobuf;
 using JestMesh.Messaging;
+using JestMesh.Protos;
 using JestMesh.Protos.V1;
 
 namespace JestMesh.Selection;
@@ -57,10 +57,11 @@ public sealed partial class ScoredRouter : BackgroundService
         {
             throw new PoisonMessageException(ex.Message, ex);
         }
-        if (!JobName().IsMatch(batch.Job))
+        if (!JobNames.IsValid(batch.Job))
         {
-            throw new PoisonMessageException($"scored super-batch {batch.Id}: job '{batch.Job}' must match {JobName()}.");
+            throw new PoisonMessageException($"scored super-batch {ClientText.Quote(batch.Id)}: job {ClientText.Quote(batch.Job)} must match {JobNames.Pattern()}.");
         }
+        // The job exists from here on: its queue is created by this router only, never by a session.
         await _feeds.DeclareAsync(batch.Job, cancellationToken);
         await _publisher.PublishAsync(
             OutgoingMessage.ToQueue(_feeds.QueueOf(batch.Job), message.MessageId, message.Body) with { Type = ScoredSuperBatch.Descriptor.FullName },
@@ -72,10 +73,6 @@ public sealed partial class ScoredRouter : BackgroundService
         await _consumer.StopAsync();
         await base.StopAsync(cancellationToken);
     }
-
-    /// <summary>Job names become queue names.</summary>
-    [GeneratedRegex("^[A-Za-z0-9_.-]{1,100}$")]
-    public static partial Regex JobName();
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Routing {Queue} to per-job queues")]
     private static partial void LogStarted(ILogger logger, string queue);

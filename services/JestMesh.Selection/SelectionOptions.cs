@@ -40,6 +40,31 @@ public sealed class SelectionOptions : IValidatableObject
     [Range(1, 64)]
     public int BatchesAhead { get; set; } = 2;
 
+    /// <summary>
+    /// How long an open waits for a job that does not exist yet (no scored super-batch of it arrived)
+    /// before NOT_FOUND, and for the first super-batch of a job before `opened` goes out with N = 0.
+    /// 30 s: the demo starts the Trainer and Ingest together, and Ingest's first super-batch must
+    /// still pass Scoring.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
+    public TimeSpan UnknownJobWait { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Streams (Curate or StreamBatches) attached to one job at once; more are RESOURCE_EXHAUSTED.</summary>
+    [Range(1, 10_000)]
+    public int MaxSessionsPerJob { get; set; } = 64;
+
+    /// <summary>Jobs this replica serves (each holds a consumer and up to JobPrefetch super-batches); more are RESOURCE_EXHAUSTED.</summary>
+    [Range(1, 100_000)]
+    public int MaxJobs { get; set; } = 1000;
+
+    /// <summary>
+    /// Largest request header block Kestrel accepts (both Limits.MaxRequestHeadersTotalSize and
+    /// Http2.MaxRequestHeaderFieldSize). Below it an oversized credential is UNAUTHENTICATED; above
+    /// it HTTP/2 has no per-request answer and Kestrel closes the connection.
+    /// </summary>
+    [Range(32 * 1024, 16 * 1024 * 1024)]
+    public int MaxRequestHeaderBytes { get; set; } = 1024 * 1024;
+
     /// <summary>Name of the durable batch log (a RabbitMQ stream); default "{Messaging:QueuePrefix}.selection.log".</summary>
     [RegularExpression("^[A-Za-z0-9_.-]{0,200}$")]
     public string LogStream { get; set; } = "";

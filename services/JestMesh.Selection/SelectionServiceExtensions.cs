@@ -18,6 +18,7 @@ public static class SelectionServiceExtensions
         services.AddSingleton<BatchLog>();
         services.AddSingleton<SessionStore>();
         services.AddSingleton<JobFeeds>();
+        services.AddSingleton<ErrorMappingInterceptor>();
         services.AddSingleton<ApiKeyInterceptor>();
         services.AddHostedService<ScoredRouter>();
         services.AddHealthChecks()
@@ -31,12 +32,19 @@ public static class SelectionServiceExtensions
             // learner scores of a large super-batch, and an unlimited send is a memory hazard.
             options.MaxReceiveMessageSize = selection.MaxReceiveMessageBytes;
             options.MaxSendMessageSize = selection.MaxSendMessageBytes;
+            // Outermost first: every failure, the credential check's included, becomes a status in one place.
+            options.Interceptors.Add<ErrorMappingInterceptor>();
             options.Interceptors.Add<ApiKeyInterceptor>();
         });
         services.Configure<KestrelServerOptions>(kestrel =>
         {
             kestrel.Limits.Http2.KeepAlivePingDelay = selection.KeepAlivePingDelay;
             kestrel.Limits.Http2.KeepAlivePingTimeout = selection.KeepAlivePingTimeout;
+            // Kestrel's defaults (32 KiB of headers, 16 KiB per HTTP/2 field) end a request whose
+            // headers are larger with a connection error: the client sees UNAVAILABLE, not why. Up to
+            // this limit the request reaches the API key check and gets UNAUTHENTICATED.
+            kestrel.Limits.MaxRequestHeadersTotalSize = selection.MaxRequestHeaderBytes;
+            kestrel.Limits.Http2.MaxRequestHeaderFieldSize = selection.MaxRequestHeaderBytes;
         });
         return builder;
     }

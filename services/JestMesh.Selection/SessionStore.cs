@@ -4,16 +4,25 @@ using RabbitMQ.Client;
 
 namespace JestMesh.Selection;
 
-/// <summary>One curation session: its settings, the last recorded sequence and when each batch was recorded.</summary>
+/// <summary>
+/// One curation session: its settings, the last recorded sequence, and when its recent batches were
+/// recorded (to find them in the batch log). What it keeps is bounded: a session that recorded a
+/// million batches holds the same few kilobytes as one that recorded ten.
+/// </summary>
 public sealed class SessionState
 {
-    private readonly List<long> _recordedUnixSeconds = [];
+    /// <summary>Record times kept per session; older cursors replay from the session's start.</summary>
+    internal const int RecentRecordTimes = 256;
 
-    internal SessionState(string id, SessionOpen settings, bool learnerFree)
+    private long[]? _recent;
+    private CancellationTokenSource? _attached;
+
+    internal SessionState(string id, SessionOpen settings, bool learnerFree, long createdUnixSeconds)
     {
         Id = id;
         Settings = settings;
         LearnerFree = learnerFree;
+        CreatedUnixSeconds = createdUnixSeconds;
     }
 
     public string Id { get; }
@@ -24,16 +33,23 @@ public sealed class SessionState
 
     public string Job => Settings.Job;
 
+    /// <summary>When the session was opened, Unix seconds.</summary>
+    public long CreatedUnixSeconds { get; }
+
     /// <summary>Sequence of the last recorded batch (0 = none).</summary>
     public long LastSequence { get; private set; }
 
-    /// <summary>Held by the one stream attached to the session.</summary>
+    /// <summary>Held by the one stream attached to the session (only <see cref="SessionStore.AttachAsync"/> takes it).</summary>
     internal SemaphoreSlim Gate { get; } = new(1, 1);
 
-    /// <summary>Cancels the attached stream when a newer one takes the session over.</summary>
-    internal CancellationTokenSource? Attached { get; set; }
-
-    internal long RecordedAt(long sequence) => _recordedUnixSeconds[(int)(sequence - 1)];
+    /// <summary>
+    /// Unix seconds at which batch <paramref name="sequence"/> was recorded, or the session's start
+    /// for a batch older than the recent ones kept: replay may read a little more of the log, never less.
+    /// </summary>
+    internal long RecordedAt(long sequence) =>
+        sequence > LastSequence - RecentRecordTimes && sequence >= 1 && sequence <= LastSequence
+            ? _recent![(int)((sequence - 1) % RecentRecordTimes)]
+            : CreatedUnixSeconds;
 
     internal void Recorded(long sequence, long unixSeconds)
     {
@@ -41,8 +57,62 @@ public sealed class SessionState
         {
             throw new InvalidOperationException($"session {Id}: batch {sequence} recorded after {LastSequence}.");
         }
-        _recordedUnixSeconds.Add(unixSeconds);
+        // Allocated with the first batch: the many sessions that never record one keep nothing.
+        _recent ??= new long[RecentRecordTimes];
+        _recent[(int)((sequence - 1) % RecentRecordTimes)] = unixSeconds;
         LastSequence = sequence;
+    }
+
+    /// <summary>Makes <paramref name="attached"/> the session's stream and returns the one it replaces.</summary>
+    internal CancellationTokenSource? Attach(CancellationTokenSource attached)
+    {
+        lock (Gate)
+        {
+            var previous = _attached;
+            _attached = attached;
+            return previous;
+        }
+    }
+
+    /// <summary>Forgets <paramref name="attached"/> if it is still the session's stream.</summary>
+    internal void Detach(CancellationTokenSource attached)
+    {
+        lock (Gate)
+        {
+            if (ReferenceEquals(_attached, attached))
+            {
+                _attached = null;
+            }
+        }
+    }
+}
+
+/// <summary>The one stream attached to a session, from <see cref="SessionStore.AttachAsync"/>; disposing it frees the session.</summary>
+public sealed class SessionLease : IAsyncDisposable
+{
+    private readonly CancellationTokenSource _cts;
+    private int _disposed;
+
+    internal SessionLease(SessionState session, CancellationTokenSource cts)
+    {
+        Session = session;
+        _cts = cts;
+    }
+
+    public SessionState Session { get; }
+
+    /// <summary>Cancelled when the client goes away, the service stops, or a newer stream takes the session over.</summary>
+    public CancellationToken Token => _cts.Token;
+
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            Session.Detach(_cts);
+            Session.Gate.Release();
+            _cts.Dispose();
+        }
+        return ValueTask.CompletedTask;
     }
 }
 
@@ -92,7 +162,7 @@ public sealed partial class SessionStore
                 {
                     case SelectionLogRecord.KindOneofCase.Session:
                         var s = record.Session;
-                        _sessions.TryAdd(s.SessionId, new SessionState(s.SessionId, s.Settings, s.LearnerFree));
+                        _sessions.TryAdd(s.SessionId, new SessionState(s.SessionId, s.Settings, s.LearnerFree, s.CreatedUnixMs / 1000));
                         break;
                     case SelectionLogRecord.KindOneofCase.Batch:
                         // A batch appended twice (a retried publish whose first confirm was lost) counts once.
@@ -127,17 +197,52 @@ public sealed partial class SessionStore
     {
         ArgumentNullException.ThrowIfNull(settings);
         var id = Guid.NewGuid().ToString("N");
+        var created = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var stored = settings.Clone();
         stored.Cursor = 0;
         stored.SessionId = "";
         await _log.AppendAsync(new SelectionLogRecord
         {
             Job = settings.Job,
-            Session = new SessionRecord { SessionId = id, Settings = stored, LearnerFree = learnerFree, CreatedUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() },
+            Session = new SessionRecord { SessionId = id, Settings = stored, LearnerFree = learnerFree, CreatedUnixMs = created },
         }, $"session/{id}", cancellationToken);
-        var session = new SessionState(id, stored, learnerFree);
+        var session = new SessionState(id, stored, learnerFree, created / 1000);
         _sessions[id] = session;
         return session;
+    }
+
+    /// <summary>
+    /// Attaches a stream to <paramref name="session"/>: a stream already attached (a trainer that
+    /// restarted before its old stream was noticed dead) is cancelled and waited for. The lease's
+    /// token is cancelled by <paramref name="cancellationToken"/>, <paramref name="stopping"/> or the
+    /// next stream that attaches.
+    /// </summary>
+    public async Task<SessionLease> AttachAsync(SessionState session, CancellationToken cancellationToken, CancellationToken stopping)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stopping);
+        if (session.Attach(cts) is { } previous)
+        {
+            try
+            {
+                await previous.CancelAsync();
+            }
+            catch (ObjectDisposedException)
+            {
+                // It ended by itself meanwhile.
+            }
+        }
+        try
+        {
+            await session.Gate.WaitAsync(cancellationToken);
+        }
+        catch
+        {
+            session.Detach(cts);
+            cts.Dispose();
+            throw;
+        }
+        return new SessionLease(session, cts);
     }
 
     /// <summary>Appends <paramref name="batch"/> (confirmed) and advances the session; call with the session's gate held.</summary>

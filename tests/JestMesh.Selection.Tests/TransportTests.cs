@@ -131,6 +131,11 @@ public sealed class TransportTests(SelectionFixture fixture)
             ["Selection:KeepAlivePingDelay"] = "00:00:01",
             ["Selection:KeepAlivePingTimeout"] = "00:00:01",
         });
+        // Only a job whose super-batches arrived exists (and gets `opened`); this one has one.
+        await using (var broker = new BrokerClient(options))
+        {
+            await TestData.PublishAsync(fixture.Feeder, broker, "quiet", 1, 64);
+        }
         await using var proxy = new BlackholeProxy(host.Port!.Value);
         using var handler = new SocketsHttpHandler
         {
@@ -139,11 +144,13 @@ public sealed class TransportTests(SelectionFixture fixture)
             KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
         };
         using var channel = Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{proxy.Port}", new Grpc.Net.Client.GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false });
-        // No data for this job: the stream just waits, as a trainer waits for a slow pipeline.
+        // No more data for this job: the stream just waits, as a trainer waits for a slow pipeline.
         using var call = new CurationClient(channel).Curate(SelectionHost.Auth());
         await call.RequestStream.WriteAsync(new CurateRequest { Open = Sessions.Open("quiet", Policy.Learnability) });
         Assert.True(await call.ResponseStream.MoveNext());
         var sessionId = call.ResponseStream.Current.Opened.SessionId;
+        Assert.True(await call.ResponseStream.MoveNext());
+        Assert.Equal(CurateResponse.KindOneofCase.Candidate, call.ResponseStream.Current.KindCase);
         Assert.True(host.Store.TryGet(sessionId, out var session));
         var next = call.ResponseStream.MoveNext();
         Assert.False(next.IsCompleted, "the idle stream ended while the peer was alive");
