@@ -51,7 +51,7 @@ yamllint -s k8s helm/jestmesh/values.yaml helm/jestmesh/Chart.yaml || die "yamll
 for dir in base overlays/local overlays/production reference; do
   kubectl kustomize "k8s/$dir" > "$work/renders/kustomize-${dir//\//-}.yaml" || die "kubectl kustomize k8s/$dir"
 done
-"$helm" lint helm/jestmesh --strict --quiet > "$work/helm-lint.log" 2>&1 || { cat "$work/helm-lint.log" >&2; die "helm lint"; }
+"$helm" lint helm/jestmesh --strict > "$work/helm-lint.log" 2>&1 || { cat "$work/helm-lint.log" >&2; die "helm lint"; }
 render_helm() { # name, then --set arguments
   local name=$1; shift
   "$helm" template jm helm/jestmesh --namespace jestmesh --kube-version 1.30.0 "$@" > "$work/renders/helm-$name.yaml" \
@@ -68,7 +68,7 @@ refuse() { # reason, then --set arguments
   if "$helm" template jm helm/jestmesh --kube-version 1.30.0 "$@" > /dev/null 2> "$work/refused.log"; then
     die "helm template accepted $* ($reason)"
   fi
-  say "chart refuses $* ($reason): $(grep -m1 -oE '(Error: .*|- .*)' "$work/refused.log" | cut -c1-140)"
+  say "chart refuses $* ($reason): $(grep -m1 -E '^- |execution error|kubeVersion' "$work/refused.log" | sed 's/^Error: //' | cut -c1-150)"
 }
 refuse "negative replicas" --set scoring.replicas=-1
 refuse "Selection is a singleton" --set selection.replicas=2

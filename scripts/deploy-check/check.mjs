@@ -109,7 +109,7 @@ function podSecurity(where, pod) {
     for (const p of c.ports ?? []) if (p.hostPort) fail(at, 'Pod Security: hostPort is not allowed');
     // Hardening beyond the level: read-only root with a writable /tmp.
     if (sc.readOnlyRootFilesystem !== true) fail(at, 'hardening: readOnlyRootFilesystem must be true');
-    else if (!c.command && !(c.volumeMounts ?? []).some(m => m.mountPath === '/tmp' && !m.readOnly)) {
+    else if (!c.command && hostOf(c.image ?? '') && !(c.volumeMounts ?? []).some(m => m.mountPath === '/tmp' && !m.readOnly)) {
       fail(at, 'hardening: a .NET host on a read-only root filesystem needs a writable /tmp mount (emptyDir)');
     }
   }
