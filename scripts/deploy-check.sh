@@ -118,4 +118,20 @@ cat > "$work/boot.json" <<JSON
 }
 JSON
 node scripts/deploy-check/check.mjs "$work" || die "see above (logs and environments of each host in $work/boot)"
+
+# The GPU variant's device selection, on this CPU-only machine: the booted Scoring ran with
+# Scoring__Device=auto (so on CPU); with cuda requested it must refuse to start and say why.
+if [ "$boot" = 1 ]; then
+  envfile="$work/boot/kustomize-local/jestmesh-scoring-scoring.env"
+  dll="services/JestMesh.Scoring/bin/Release/net10.0/JestMesh.Scoring.dll"
+  set +e
+  (cd "$(dirname "$dll")" && env -i $(grep -v '^#' "$envfile" | sed 's/^Scoring__Device=.*/Scoring__Device=cuda/') \
+    timeout 180 dotnet "$(basename "$dll")") > "$work/scoring-cuda.log" 2>&1
+  code=$?
+  set -e
+  if [ "$code" = 0 ] || [ "$code" = 124 ] || ! grep -q "Scoring:Device is 'cuda' but TorchSharp finds no CUDA device" "$work/scoring-cuda.log"; then
+    die "Scoring with Scoring__Device=cuda and no CUDA did not stop with a clear error (exit $code, $work/scoring-cuda.log)"
+  fi
+  say "Scoring__Device=cuda without CUDA: refuses to start (exit $code): $(grep -m1 -o "Scoring:Device is 'cuda'[^;]*" "$work/scoring-cuda.log")"
+fi
 say "passed in $(( $(date +%s) - started )) s"

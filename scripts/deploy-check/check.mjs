@@ -418,6 +418,7 @@ const bootFailures = [];
 for (const set of config.boots) {
   console.log(`deploy-check: booting ${set.name} (${set.renders.join(' + ')}) against the private broker, vhost ${set.vhost}`);
   bootFailures.push(...await boot(set));
+  if (bootFailures.length) break; // the first failing set says enough; its logs are kept
 }
 if (bootFailures.length) {
   console.error(`deploy-check: FAILED at boot (${bootFailures.length}):`);
