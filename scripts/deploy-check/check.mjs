@@ -44,7 +44,7 @@ const HOSTS = {
     dll: 'JestMesh.Trainer/bin/Release/net10.0/JestMesh.Trainer.dll', sections: ['Trainer'],
     paths: [
       { key: 'Trainer__CheckpointDirectory', required: true, write: true, why: 'the checkpoint (resume after a restart)' },
-      { fixed: DATASET, why: 'the evaluator reads Fashion-MNIST here (no key: the default path)' },
+      { fixed: DATASET, why: 'the evaluator reads Fashion-MNIST there: a fixed default, no key' },
     ],
   },
   cli: {
@@ -167,7 +167,7 @@ function configAndMounts(where, pod, docs) {
       }
       if (!value.startsWith('/')) { fail(at, `${need.key ?? need.arg} = ${value} must be an absolute path on a volume`); continue; }
       const m = mountFor(c, value);
-      const label = need.key ? need.key.replace(/__/g, ':') : need.arg ?? 'path';
+      const label = need.key ? need.key.replace(/__/g, ':') : need.arg ?? 'the path';
       if (!m) fail(at, `${label} = ${value} (${need.why}) is on no volume mount: the image does not have it and its root filesystem is read-only (mount dropped?)`);
       else if (need.write && m.readOnly) fail(at, `${label} = ${value} (${need.why}) is written, but its mount ${m.mountPath} is read-only`);
     }
@@ -233,7 +233,17 @@ class Proc {
     this.exited = new Promise(r => this.child.on('exit', (code, sig) => { this.exit = code ?? sig; r(this.exit); }));
   }
   log() { return fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8') : ''; }
-  tail(n = 25) { return this.log().trimEnd().split('\n').slice(-n).map(l => `      | ${l}`).join('\n'); }
+  tail(n = 25) {
+    // The first exception's message and the log's end without stack frames: what a reader needs.
+    const lines = this.log().trimEnd().split('\n');
+    const first = lines.find(l => /Exception: /.test(l));
+    const shown = lines.filter(l => !/^\s+at /.test(l)).slice(-n);
+    return [...(first && !shown.includes(first) ? [first.trim(), '...'] : []), ...shown].map(l => `      | ${l}`).join('\n');
+  }
+  firstError() {
+    const m = /(\w+Exception): (.*)/.exec(this.log());
+    return m ? `${m[1]}: ${m[2].slice(0, 400)}` : null;
+  }
   async stop() {
     if (this.exit !== null) return;
     try { process.kill(-this.child.pid, 'SIGTERM'); } catch { /* gone */ }
@@ -396,7 +406,7 @@ async function boot(set) {
         if (await ready(p.port)) { report(p, proc, true, `ready on 127.0.0.1:${p.port} (/health/ready) after ${Math.round((Date.now() - deadline) / 1000 + (config.readyTimeoutSeconds ?? 240))} s`); return; }
         await sleep(1000);
       }
-      report(p, proc, false, proc.exit !== null ? `exited (${proc.exit}) before it was ready` : 'not ready in time');
+      report(p, proc, false, proc.exit !== null ? `exited (${proc.exit}) before it was ready${proc.firstError() ? ` — ${proc.firstError()}` : ''}` : 'not ready in time');
     }));
     // Jobs: must run (or finish) without a configuration error.
     const window = (config.jobWindowSeconds ?? 30) * 1000;
@@ -406,7 +416,7 @@ async function boot(set) {
       const configError = CONFIG_ERROR.exec(proc.log());
       if (configError) report(p, proc, false, `configuration error: ${configError[0]}`);
       else if (code === null) report(p, proc, true, `running after ${window / 1000} s, no configuration error`);
-      else report(p, proc, code === 0, `exited ${code}`);
+      else report(p, proc, code === 0, `exited ${code}${code !== 0 && proc.firstError() ? ` — ${proc.firstError()}` : ''}`);
     }));
   } finally {
     await Promise.all(procs.map(p => p.stop()));
