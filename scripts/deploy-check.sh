@@ -61,6 +61,7 @@ render_helm default
 render_helm gpu-keda --set scoring.gpu.enabled=true --set scoring.keda.enabled=true \
   --set otel.collector.enabled=true --set monitoring.prometheusRule.enabled=true --set monitoring.grafanaDashboard.enabled=true \
   --set networkPolicy.brokerPodSelector.app\\.kubernetes\\.io/name=rabbitmq
+render_helm tls --set tls.enabled=true --set tls.secretName=jm-selection-tls --set tls.caSecretName=jm-ca
 render_helm secrets --set apiKeys.create=true --set rabbitmq.uri=amqp://u:p@rabbit:5672/ --set rabbitmq.existingSecret=jm-broker
 render_helm minimal --set ingest.enabled=false --set trainer.enabled=false --set reference.train.enabled=false \
   --set reference.existingClaim=ref --set scoring.cache.enabled=false --set otel.endpoint=
@@ -80,6 +81,7 @@ refuse "KEDA could not reach maxReplicas" --set scoring.keda.enabled=true --set 
 refuse "API key shorter than 16" --set apiKeys.create=true --set apiKeys.value=short
 refuse "Kubernetes older than 1.30" --kube-version 1.27.0
 refuse "unknown sampler" --set otel.sampler=sometimes
+refuse "TLS without a certificate Secret" --set tls.enabled=true
 
 # ---- hosts and broker ------------------------------------------------------------------------------
 boot=${DEPLOY_CHECK_BOOT:-1}
@@ -101,7 +103,7 @@ if [ "$boot" = 1 ]; then
   export JESTMESH_AMQP_PORT=6199
   say "starting the private broker on 127.0.0.1:$JESTMESH_AMQP_PORT"
   broker_uri=$("$root/scripts/broker.sh" start "$broker_dir")
-  for vhost in kustomize-local kustomize-production helm-default helm-gpu-keda; do
+  for vhost in kustomize-local kustomize-production helm-default helm-gpu-keda helm-tls; do
     "$root/scripts/broker.sh" ctl "$broker_dir" add_vhost "$vhost" > /dev/null
     "$root/scripts/broker.sh" ctl "$broker_dir" set_permissions -p "$vhost" guest '.*' '.*' '.*' > /dev/null
   done
@@ -112,11 +114,13 @@ cat > "$work/boot.json" <<JSON
   "tools": "$tools", "repo": "$root", "brokerUri": "$broker_uri",
   "referenceCache": "$work/reference-checkpoint",
   "readyTimeoutSeconds": ${DEPLOY_CHECK_READY_TIMEOUT:-240}, "jobWindowSeconds": ${DEPLOY_CHECK_JOB_WINDOW:-30},
+  "trainerConnectSeconds": ${DEPLOY_CHECK_TRAINER_CONNECT:-120},
   "boots": $( [ "$boot" = 1 ] && echo '[
     {"name": "kustomize-local", "renders": ["kustomize-overlays-local", "kustomize-reference"], "vhost": "kustomize-local"},
     {"name": "kustomize-production", "renders": ["kustomize-overlays-production", "kustomize-reference"], "vhost": "kustomize-production"},
     {"name": "helm-default", "renders": ["helm-default"], "vhost": "helm-default"},
-    {"name": "helm-gpu-keda", "renders": ["helm-gpu-keda"], "vhost": "helm-gpu-keda"}
+    {"name": "helm-gpu-keda", "renders": ["helm-gpu-keda"], "vhost": "helm-gpu-keda"},
+    {"name": "helm-tls", "renders": ["helm-tls"], "vhost": "helm-tls"}
   ]' || echo '[]')
 }
 JSON

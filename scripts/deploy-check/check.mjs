@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
 import http2 from 'node:http2';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { createValidator } from './schemas.mjs';
 
@@ -56,6 +56,12 @@ const HOSTS = {
   },
 };
 const FRAMEWORK_SECTIONS = ['Logging', 'Kestrel'];
+// Paths any host reads when they are set: Kestrel's certificate, the CA that TLS clients trust.
+const COMMON_PATHS = [
+  { key: 'Kestrel__Certificates__Default__Path', why: "Kestrel's TLS certificate" },
+  { key: 'Kestrel__Certificates__Default__KeyPath', why: "Kestrel's TLS key" },
+  { key: 'SSL_CERT_FILE', why: 'the CA certificates TLS clients trust' },
+];
 const POD_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'ReplicaSet'];
 
 const errors = [];
@@ -162,7 +168,7 @@ function configAndMounts(where, pod, docs) {
     }
     const volumes = new Map((pod.volumes ?? []).map(v => [v.name, v]));
     for (const m of c.volumeMounts ?? []) if (!volumes.has(m.name)) fail(at, `volumeMount ${m.mountPath} names volume ${m.name}, which the pod does not have`);
-    for (const need of spec.paths) {
+    for (const need of [...spec.paths, ...COMMON_PATHS]) {
       let value;
       if (need.key) value = staticEnvValue(c, need.key) ?? need.default;
       else if (need.arg) value = argValue(c.args, need.arg) ?? need.default;
@@ -220,9 +226,23 @@ const freePort = () => new Promise((resolve, reject) => {
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 const cpu = q => (String(q).endsWith('m') ? Number(String(q).slice(0, -1)) / 1000 : Number(q));
 
-function ready(port) {
+// One test PKI per boot: a self-signed certificate for localhost/127.0.0.1 that is its own CA, copied
+// into every Secret volume (tls.crt, tls.key, ca.crt), so TLS servers and the clients trusting the CA match.
+function testCertificate(dir) {
+  const pki = path.join(dir, '..', '..', 'pki');
+  if (!fs.existsSync(path.join(pki, 'ca.crt'))) { fs.mkdirSync(pki, { recursive: true }); generateCertificate(pki); }
+  for (const f of ['tls.crt', 'tls.key', 'ca.crt']) fs.copyFileSync(path.join(pki, f), path.join(dir, f));
+}
+function generateCertificate(dir) {
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', path.join(dir, 'tls.key'), '-out', path.join(dir, 'tls.crt')], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
+  fs.copyFileSync(path.join(dir, 'tls.crt'), path.join(dir, 'ca.crt'));
+}
+
+function ready(port, tls) {
   return new Promise(resolve => {
-    const client = http2.connect(`http://127.0.0.1:${port}`);
+    const client = http2.connect(`${tls ? 'https' : 'http'}://127.0.0.1:${port}`, tls ? { rejectUnauthorized: false } : {});
     const done = ok => { resolve(ok); client.destroy(); };
     client.on('error', () => done(false));
     const timer = setTimeout(() => done(false), 3000);
@@ -297,6 +317,13 @@ async function boot(set) {
           // (the datasets PVC holds the Debian package's fashion-mnist/).
           if (m.readOnly && fs.existsSync(m.mountPath) && fs.readdirSync(dir).length === 0) {
             for (const entry of fs.readdirSync(m.mountPath)) fs.symlinkSync(path.join(m.mountPath, entry), path.join(dir, entry));
+          }
+        } else if (v.secret) {
+          // A TLS Secret filled with a test certificate (self-signed, so it is its own CA).
+          dir = path.join(root, 'secrets', v.secret.secretName);
+          if (!fs.existsSync(dir)) {
+            fs.mkdirSync(dir, { recursive: true });
+            testCertificate(dir);
           }
         } else {
           dir = path.join(root, 'pods', w.metadata.name, m.name);
@@ -415,7 +442,7 @@ async function boot(set) {
     await Promise.all(running.map(async ([p, proc]) => {
       const deadline = Date.now() + (config.readyTimeoutSeconds ?? 240) * 1000;
       while (Date.now() < deadline && proc.exit === null) {
-        if (await ready(p.port)) { report(p, proc, true, `ready on 127.0.0.1:${p.port} (/health/ready) after ${Math.round((Date.now() - deadline) / 1000 + (config.readyTimeoutSeconds ?? 240))} s`); return; }
+        if (await ready(p.port, (p.env.ASPNETCORE_URLS ?? '').startsWith('https'))) { report(p, proc, true, `ready on 127.0.0.1:${p.port} (/health/ready) after ${Math.round((Date.now() - deadline) / 1000 + (config.readyTimeoutSeconds ?? 240))} s`); return; }
         await sleep(1000);
       }
       report(p, proc, false, proc.exit !== null ? `exited (${proc.exit}) before it was ready${proc.firstError() ? ` — ${proc.firstError()}` : ''}` : 'not ready in time');
@@ -424,6 +451,18 @@ async function boot(set) {
     const window = (config.jobWindowSeconds ?? 30) * 1000;
     await Promise.all(jobs.map(async p => {
       const proc = start(p);
+      if (p.host === HOSTS.trainer) {
+        // The trainer must reach Selection (address, TLS trust, API key): its Curate session opens.
+        const deadline = Date.now() + (config.trainerConnectSeconds ?? 120) * 1000;
+        while (Date.now() < deadline && proc.exit === null && !/Curate session \S+ open/.test(proc.log())) await sleep(1000);
+        const opened = /Curate session (\S+) open/.exec(proc.log());
+        const configError = CONFIG_ERROR.exec(proc.log());
+        if (configError) report(p, proc, false, `configuration error: ${configError[0]}`);
+        else if (opened) report(p, proc, true, `reached Selection: Curate session ${opened[1].slice(0, 8)} open, no configuration error`);
+        else report(p, proc, false, proc.exit !== null ? `exited (${proc.exit}) before reaching Selection${proc.firstError() ? ` — ${proc.firstError()}` : ''}`
+          : `no Curate session with Selection in ${config.trainerConnectSeconds ?? 120} s${proc.firstError() ? ` — ${proc.firstError()}` : ''}`);
+        return;
+      }
       const code = await Promise.race([proc.exited, sleep(window).then(() => null)]);
       const configError = CONFIG_ERROR.exec(proc.log());
       if (configError) report(p, proc, false, `configuration error: ${configError[0]}`);

@@ -46,10 +46,22 @@ securityContext:
   {{- toYaml .Values.containerSecurityContext | nindent 2 }}
 {{- end -}}
 
-{{/* Host settings every service reads (the trainer included): telemetry, Kestrel h2c, identity. */}}
-{{- define "jestmesh.hostEnv" -}}
+{{/* Where a host listens: h2c on 8080, or for Selection with tls.enabled, HTTPS with the Secret's
+     certificate (HTTP/1.1 too, for the kubelet's HTTPS probes; gRPC negotiates h2 by ALPN). */}}
+{{- define "jestmesh.listenEnv" -}}
+{{- if .tls }}
+- {name: ASPNETCORE_URLS, value: "https://+:8080"}
+- {name: Kestrel__EndpointDefaults__Protocols, value: Http1AndHttp2}
+- {name: Kestrel__Certificates__Default__Path, value: /tls/tls.crt}
+- {name: Kestrel__Certificates__Default__KeyPath, value: /tls/tls.key}
+{{- else }}
 - {name: ASPNETCORE_URLS, value: "http://+:8080"}
 - {name: Kestrel__EndpointDefaults__Protocols, value: Http2}
+{{- end }}
+{{- end -}}
+
+{{/* Host settings every service reads (the trainer included): telemetry and identity. */}}
+{{- define "jestmesh.hostEnv" -}}
 {{- $endpoint := .Values.otel.endpoint }}
 {{- if .Values.otel.collector.enabled }}{{- $endpoint = printf "http://%s-otel-collector:4317" (include "jestmesh.fullname" .) }}{{- end }}
 {{- if $endpoint }}
@@ -98,8 +110,24 @@ securityContext:
 {{- end }}
 {{- end -}}
 
-{{/* gRPC health probes with explicit timeouts: separate liveness and readiness service names. */}}
+{{/* gRPC health probes with explicit timeouts: separate liveness and readiness service names.
+     The kubelet's gRPC probe has no TLS: a TLS listener is probed over HTTPS (/health/live, /health/ready). */}}
 {{- define "jestmesh.probes" -}}
+{{- if .tls }}
+livenessProbe:
+  httpGet: {path: /health/live, port: 8080, scheme: HTTPS}
+  periodSeconds: 10
+  timeoutSeconds: 3
+readinessProbe:
+  httpGet: {path: /health/ready, port: 8080, scheme: HTTPS}
+  periodSeconds: 5
+  timeoutSeconds: 3
+startupProbe:
+  httpGet: {path: /health/live, port: 8080, scheme: HTTPS}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 60
+{{- else }}
 livenessProbe:
   grpc: {port: 8080, service: liveness}
   periodSeconds: 10
@@ -113,6 +141,25 @@ startupProbe:
   periodSeconds: 5
   timeoutSeconds: 3
   failureThreshold: 60
+{{- end }}
+{{- end -}}
+
+{{/* Trust for TLS clients (the trainer to Selection, AMQPS to the broker): the CA from tls.caSecretName. */}}
+{{- define "jestmesh.caEnv" -}}
+{{- if .Values.tls.caSecretName }}
+- {name: SSL_CERT_FILE, value: /tls-ca/ca.crt}
+{{- end }}
+{{- end -}}
+{{- define "jestmesh.caMount" -}}
+{{- if .Values.tls.caSecretName }}
+- {name: tls-ca, mountPath: /tls-ca, readOnly: true}
+{{- end }}
+{{- end -}}
+{{- define "jestmesh.caVolume" -}}
+{{- if .Values.tls.caSecretName }}
+- name: tls-ca
+  secret: {secretName: {{ .Values.tls.caSecretName }}, items: [{key: {{ .Values.tls.caKey }}, path: ca.crt}]}
+{{- end }}
 {{- end -}}
 
 {{- define "jestmesh.tmpVolume" -}}
