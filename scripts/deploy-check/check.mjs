@@ -486,4 +486,4 @@ if (bootFailures.length) {
   for (const f of bootFailures) console.error(`  - ${f}`);
   process.exit(1);
 }
-console.log('deploy-check: every workload booted from its rendered configuration');
+console.log(config.boots.length ? 'deploy-check: every workload booted from its rendered configuration' : 'deploy-check: boot skipped (DEPLOY_CHECK_BOOT=0)');
