@@ -60,6 +60,10 @@ public static class Policies
         _ => Name(policy) + (independent ? IndependentSuffix : ""),
     };
 
+    /// <summary>Name of a run in reports and legends: "JEST" for learnability with joint selection, <see cref="RunName"/> otherwise.</summary>
+    public static string DisplayName(SelectionPolicy policy, bool independent) =>
+        policy == SelectionPolicy.Learnability && !independent ? "JEST" : RunName(policy, independent);
+
     /// <summary>Parses a run name ("jest", "learnability-independent", "uniform", ...) into policy and independence.</summary>
     public static bool TryParseRun(string? run, out SelectionPolicy policy, out bool independent)
     {

@@ -6,6 +6,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using JestMesh.Cli.Demo;
 using JestMesh.Client;
+using JestMesh.Curation;
 using JestMesh.Data;
 using JestMesh.Learning;
 using JestMesh.Messaging;
@@ -61,7 +62,7 @@ internal static class BenchSelectionCommand
 
     private sealed record BenchSettings(string Amqp, int Sessions, int Batches, int BatchSize, double FilterRatio, int TrainerSteps)
     {
-        public int SuperBatchSize => (int)Math.Round(BatchSize / (1 - FilterRatio));
+        public int SuperBatchSize => SuperBatchSizing.SuperBatchSize(BatchSize, FilterRatio);
     }
 
     private static async Task<Dictionary<string, object>> RunAsync(BenchSettings settings, CancellationToken cancellationToken)

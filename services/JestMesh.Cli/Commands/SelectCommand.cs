@@ -12,7 +12,6 @@ public static class SelectCommand
     /// <summary>Exit code for bad input: a missing, malformed or mismatched file or option.</summary>
     public const int BadInput = 2;
 
-    private static readonly string[] PolicyNames = ["learnability", "hard-learner", "easy-reference", "uniform"];
 
     public static Command Create()
     {
@@ -28,8 +27,8 @@ public static class SelectCommand
         var refLoss = Path("--ref-loss", "Per-example mode: reference losses, float32 .npy of shape (N,).");
         var batchSize = Number<int>("--batch-size", "b: examples to select.");
         var chunks = new Option<int>("--chunks") { Description = "Chunks drawn in sequence (1 = independent selection); must divide b.", DefaultValueFactory = _ => 16 };
-        var policy = new Option<string>("--policy") { Description = "learnability | hard-learner | easy-reference | uniform.", DefaultValueFactory = _ => "learnability" };
-        policy.AcceptOnlyFromAmong(PolicyNames);
+        var policy = new Option<string>("--policy") { Description = string.Join(" | ", Policies.Names) + ".", DefaultValueFactory = _ => Policies.Learnability };
+        policy.AcceptOnlyFromAmong([.. Policies.Names]);
         var gain = new Option<double>("--gain") { Description = "Softmax score gain: draws ∝ exp(gain·Δ).", DefaultValueFactory = _ => 100 };
         var greedy = new Option<bool>("--greedy") { Description = "No Gumbel noise: deterministic top-k per chunk." };
         var seed = new Option<int>("--seed") { Description = "Random seed; the same seed and inputs give the same selection.", DefaultValueFactory = _ => 0 };
@@ -61,7 +60,7 @@ public static class SelectCommand
                     parse.GetValue(learnerImg), parse.GetValue(learnerTxt), parse.GetValue(learnerAlpha), parse.GetValue(learnerBeta),
                     parse.GetValue(refImg), parse.GetValue(refTxt), parse.GetValue(refAlpha), parse.GetValue(refBeta),
                     parse.GetValue(learnerLoss), parse.GetValue(refLoss), parse.GetValue(batchSize), parse.GetValue(chunks),
-                    ParsePolicy(parse.GetValue(policy)!), parse.GetValue(gain), parse.GetValue(greedy), parse.GetValue(seed),
+                    Policies.Parse(parse.GetValue(policy)!, "--policy"), parse.GetValue(gain), parse.GetValue(greedy), parse.GetValue(seed),
                     parse.GetValue(softmax), parse.GetValue(output), parse.GetValue(summary));
                 var result = Run(request);
                 stdout.WriteLine($"selected {result.Indices.Length} of {request.N} examples → {request.Out}; score {Format(result.Score)}, {result.Elapsed.TotalMilliseconds:F1} ms");
@@ -95,16 +94,6 @@ public static class SelectCommand
                 return null;
             },
         };
-
-    private static SelectionPolicy ParsePolicy(string name) => name switch
-    {
-        "learnability" => SelectionPolicy.Learnability,
-        "hard-learner" => SelectionPolicy.HardLearner,
-        "easy-reference" => SelectionPolicy.EasyReference,
-        _ => SelectionPolicy.Uniform,
-    };
-
-    private static string PolicyName(SelectionPolicy policy) => PolicyNames[(int)policy];
 
     private static string Format(double x) => double.IsNaN(x) ? "n/a" : x.ToString("G6", CultureInfo.InvariantCulture);
 
@@ -251,7 +240,7 @@ public static class SelectCommand
         {
             if (path is null)
             {
-                return needed ? throw new SelectInputException($"{option} is required for policy {PolicyName(r.Policy)}") : null;
+                return needed ? throw new SelectInputException($"{option} is required for policy {Policies.Name(r.Policy)}") : null;
             }
 
             var (data, shape) = Read(path);
@@ -326,7 +315,7 @@ public static class SelectCommand
         using var stream = File.Create(path);
         using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         json.WriteStartObject();
-        json.WriteString("policy", PolicyName(r.Policy));
+        json.WriteString("policy", Policies.Name(r.Policy));
         json.WriteNumber("n", r.N);
         json.WriteNumber("b", result.Indices.Length);
         json.WriteNumber("chunks", r.Chunks);

@@ -1,3 +1,4 @@
+using JestMesh.Curation;
 using JestMesh.Models;
 
 namespace JestMesh.Cli.Demo;
@@ -44,7 +45,7 @@ internal static class ComputeAccounting
             return 1.0;
         }
 
-        var n = Math.Round(batchSize / (1 - filterRatio));
+        double n = SuperBatchSizing.SuperBatchSize(batchSize, filterRatio);
         return (n + (3.0 * batchSize)) / (3.0 * batchSize);
     }
 }

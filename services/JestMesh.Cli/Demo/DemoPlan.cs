@@ -1,4 +1,6 @@
 using System.Globalization;
+using JestMesh.Curation;
+using JestMesh.Protos.V1;
 
 namespace JestMesh.Cli.Demo;
 
@@ -8,17 +10,11 @@ internal sealed record RunPlan(string Policy, bool Independent, double FilterRat
     public string Name => RunNames.Of(Policy, Independent, FilterRatio);
 
     /// <summary>Job name on the broker and directory name: only [A-Za-z0-9_.-].</summary>
-    public string Slug => (Policy == RunNames.Learnability && !Independent ? "jest" : Policy + (Independent ? "-independent" : ""))
+    public string Slug => Policies.RunName(Policies.Parse(Policy), Independent)
         + (Policy == RunNames.Uniform ? "" : "-f" + FilterRatio.ToString("0.0#", CultureInfo.InvariantCulture));
 
     /// <summary>The Trainer's Policy setting (the protobuf enum's C# name).</summary>
-    public string TrainerPolicy => Policy switch
-    {
-        RunNames.Uniform => "Uniform",
-        RunNames.EasyReference => "EasyReference",
-        RunNames.HardLearner => "HardLearner",
-        _ => "Learnability",
-    };
+    public string TrainerPolicy => Policies.Parse(Policy).ToWire().ToString();
 }
 
 /// <summary>
@@ -83,10 +79,7 @@ internal sealed record DemoPlan
         return plan;
     }
 
-    /// <summary>Warm-up as in the in-process loop: a tenth of the steps, at most 100.</summary>
-    public int WarmupSteps => Math.Min(100, Math.Max(1, Steps / 10));
-
-    public int SuperBatchSize(double filterRatio) => (int)Math.Round(BatchSize / (1 - filterRatio));
+    public int SuperBatchSize(double filterRatio) => SuperBatchSizing.SuperBatchSize(BatchSize, filterRatio);
 
     public IReadOnlyList<string> Describe() =>
     [

@@ -1,3 +1,5 @@
+using JestMesh.Curation;
+
 namespace JestMesh.Cli.Demo;
 
 /// <summary>One evaluation of a learner on the test set.</summary>
@@ -63,31 +65,26 @@ internal sealed record RunData
     public long DeadLettered { get; init; }
 
     /// <summary>Super-batch size N = b / (1 − f).</summary>
-    public int SuperBatchSize => (int)Math.Round(BatchSize / (1 - FilterRatio));
+    public int SuperBatchSize => SuperBatchSizing.SuperBatchSize(BatchSize, FilterRatio);
 
     /// <summary>The run's name in tables and legends: JEST is learnability with joint selection.</summary>
     public string Name => RunNames.Of(Policy, Independent, FilterRatio);
 }
 
-/// <summary>Display names of runs, shared by the report, the plots and the tests.</summary>
+/// <summary>Display names of runs, shared by the report, the plots and the tests; the names come from <see cref="Policies"/>.</summary>
 internal static class RunNames
 {
-    public const string Uniform = "uniform";
-    public const string EasyReference = "easy-reference";
-    public const string HardLearner = "hard-learner";
-    public const string Learnability = "learnability";
+    public const string Uniform = Policies.Uniform;
+    public const string EasyReference = Policies.EasyReference;
+    public const string HardLearner = Policies.HardLearner;
+    public const string Learnability = Policies.Learnability;
 
     public static string Of(string policy, bool independent, double filterRatio)
     {
-        var name = policy switch
-        {
-            Uniform => Uniform,
-            Learnability => independent ? "learnability-independent" : "JEST",
-            _ => independent ? policy + "-independent" : policy,
-        };
+        var name = Policies.DisplayName(Policies.Parse(policy), independent);
         return policy == Uniform ? name : $"{name} f={filterRatio.ToString("0.0#", System.Globalization.CultureInfo.InvariantCulture)}";
     }
 
     /// <summary>Whether the policy needs a no-grad learner pass over the whole super-batch every step.</summary>
-    public static bool ScoresWithLearner(string policy) => policy is Learnability or HardLearner;
+    public static bool ScoresWithLearner(string policy) => Policies.NeedsLearner(Policies.Parse(policy));
 }

@@ -55,7 +55,6 @@ internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string ou
             ["Trainer__Gain"] = plan.Gain.ToString(CultureInfo.InvariantCulture),
             ["Trainer__Seed"] = plan.Seed.ToString(CultureInfo.InvariantCulture),
             ["Trainer__Steps"] = plan.Steps.ToString(CultureInfo.InvariantCulture),
-            ["Trainer__WarmupSteps"] = plan.WarmupSteps.ToString(CultureInfo.InvariantCulture),
             ["Trainer__EvalEvery"] = plan.EvalEvery.ToString(CultureInfo.InvariantCulture),
             ["Trainer__EvalLimit"] = plan.EvalLimit.ToString(CultureInfo.InvariantCulture),
             ["Trainer__DataSeed"] = plan.DataSeed.ToString(CultureInfo.InvariantCulture),
