@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using JestMesh.Models;
 using JestMesh.Protos.V1;
-using JestMesh.Selection.Tests;
 using JestMesh.TestKit;
 using Microsoft.Extensions.Logging.Abstractions;
 
