@@ -14,6 +14,7 @@ public sealed class TorchCollection
 }
 
 [Collection(TorchCollection.Name)]
+[Trait("Tier", "Unit")]
 public sealed class LearnerLoopTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("jestmesh-loop-").FullName;

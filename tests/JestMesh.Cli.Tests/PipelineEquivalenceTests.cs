@@ -12,6 +12,7 @@ namespace JestMesh.Cli.Tests;
 /// gRPC) selects exactly the batches `jestmesh train --inproc` selects with the same settings.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[Trait("Tier", "EndToEnd")]
 public sealed class PipelineEquivalenceTests : IDisposable
 {
     private const int Steps = 10;

@@ -13,6 +13,7 @@ public sealed class RealPairs
     public PairDataset Data { get; } = PairDataset.Build(new DataOptions { Seed = 3 });
 }
 
+[Trait("Tier", "Broker")]
 public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(2);
@@ -59,7 +60,12 @@ public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
         Assert.Equal(planned, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
         Assert.Equal(result.ExampleIds, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
     }
+}
 
+/// <summary>Building and planning super-batches: no broker.</summary>
+[Trait("Tier", "Unit")]
+public sealed class SuperBatchBuilderTests(RealPairs pairs) : IClassFixture<RealPairs>
+{
     [Fact]
     public void Super_batches_carry_pool_pairs_faithfully()
     {

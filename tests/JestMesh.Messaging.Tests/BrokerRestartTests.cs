@@ -4,6 +4,7 @@ using JestMesh.TestKit;
 
 namespace JestMesh.Messaging.Tests;
 
+[Trait("Tier", "Broker")]
 public sealed class BrokerRestartTests
 {
     [Fact]

@@ -11,6 +11,7 @@ using OpenTelemetry.Trace;
 namespace JestMesh.Scoring.Tests;
 
 [Collection(PipelineCollection.Name)]
+[Trait("Tier", "Broker")]
 public sealed class PipelineTests(PipelineFixture fixture)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(3);
@@ -275,6 +276,26 @@ public sealed class PipelineTests(PipelineFixture fixture)
     }
 
     [Fact]
+    public async Task Scoring_asked_for_cuda_without_a_gpu_fails_at_start_naming_the_setting()
+    {
+        if (TorchSharp.torch.cuda.is_available())
+        {
+            return; // On a GPU machine the setting is valid.
+        }
+        var options = TestBroker.Shared().Options(TestNames.Unique("cuda"));
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => fixture.StartScoringAsync(options, device: "cuda"));
+
+        Assert.Contains("Scoring:Device is 'cuda'", error.Message, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>The scorer and its cache called directly (TorchSharp, no broker).</summary>
+[Trait("Tier", "Unit")]
+[Collection(PipelineCollection.Name)]
+public sealed class ScorerTests(PipelineFixture fixture)
+{
+    [Fact]
     public async Task Warm_cache_serves_the_same_embeddings_and_mixes_with_fresh_ones()
     {
         using var embedder = await ReferenceEmbedder.LoadAsync(fixture.CheckpointDirectory, "cpu", 512);
@@ -299,19 +320,5 @@ public sealed class PipelineTests(PipelineFixture fixture)
             Assert.Equal(direct.Image[i], image[i], 1e-5f);
             Assert.Equal(direct.Text[i], text[i], 1e-5f);
         }
-    }
-
-    [Fact]
-    public async Task Scoring_asked_for_cuda_without_a_gpu_fails_at_start_naming_the_setting()
-    {
-        if (TorchSharp.torch.cuda.is_available())
-        {
-            return; // On a GPU machine the setting is valid.
-        }
-        var options = TestBroker.Shared().Options(TestNames.Unique("cuda"));
-
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => fixture.StartScoringAsync(options, device: "cuda"));
-
-        Assert.Contains("Scoring:Device is 'cuda'", error.Message, StringComparison.Ordinal);
     }
 }

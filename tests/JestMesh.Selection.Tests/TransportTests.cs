@@ -7,6 +7,7 @@ namespace JestMesh.Selection.Tests;
 
 /// <summary>Real Kestrel on loopback: message size limits, HTTP/2 flow control with a slow client, keepalive.</summary>
 [Collection(SelectionCollection.Name)]
+[Trait("Tier", "Broker")]
 public sealed class TransportTests(SelectionFixture fixture)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);

@@ -12,6 +12,7 @@ namespace JestMesh.Trainer.Tests;
 /// place of Ingest → Scoring, which live on another branch.
 /// </summary>
 [Collection(SelectionCollection.Name)]
+[Trait("Tier", "EndToEnd")]
 public sealed class EndToEndTests(SelectionFixture fixture) : IDisposable
 {
     private const int N = 160;

@@ -6,6 +6,7 @@ namespace JestMesh.Trainer.Tests;
 
 /// <summary>The whole pipeline with every real service: Ingest → Scoring → Selection → Trainer.</summary>
 [Collection(SelectionCollection.Name)]
+[Trait("Tier", "EndToEnd")]
 public sealed class PipelineTests : IDisposable
 {
     private const int N = 160;

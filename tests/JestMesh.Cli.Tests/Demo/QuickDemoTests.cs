@@ -17,6 +17,7 @@ public sealed class QuickDemoCollection
 /// Trainer processes on loopback, the real dataset and TorchSharp. Checks what it wrote, not how fast.
 /// </summary>
 [Collection(QuickDemoCollection.Name)]
+[Trait("Tier", "EndToEnd")]
 public sealed class QuickDemoTests(ITestOutputHelper output) : IDisposable
 {
     private readonly string _out = Path.Combine(Path.GetTempPath(), "jestmesh-demo-test-" + Guid.NewGuid().ToString("N"));
