@@ -2,8 +2,7 @@ using System.Text.Json;
 using JestMesh.Cli.InProcess;
 using JestMesh.Curation;
 using JestMesh.Data;
-using JestMesh.Models;
-using static TorchSharp.torch;
+using JestMesh.TestKit;
 
 namespace JestMesh.Cli.Tests;
 
@@ -15,6 +14,7 @@ public sealed class TorchCollection
 }
 
 [Collection(TorchCollection.Name)]
+[Trait("Tier", "Unit")]
 public sealed class LearnerLoopTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("jestmesh-loop-").FullName;
@@ -67,13 +67,5 @@ public sealed class LearnerLoopTests : IDisposable
     };
 
     // An untrained model stands in for the reference: these tests check the loop's plumbing, not learning.
-    private string SaveReference(DataOptions data)
-    {
-        var dataset = PairDataset.Build(data);
-        manual_seed(0);
-        using var model = SiglipModel.Create(new ModelConfig(), CPU);
-        var dir = Path.Combine(_dir, "ref");
-        ModelCheckpoint.Save(dir, model, new CheckpointMetadata { DataFingerprint = dataset.Fingerprint, DataSeed = data.Seed, SwappedShare = data.SwappedShare, CuratedSize = data.CuratedSize });
-        return dir;
-    }
+    private string SaveReference(DataOptions data) => TestReference.SaveUntrained(Path.Combine(_dir, "ref"), PairDataset.Build(data), seed: 0);
 }

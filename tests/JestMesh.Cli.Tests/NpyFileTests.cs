@@ -4,6 +4,7 @@ using JestMesh.Cli.Npy;
 
 namespace JestMesh.Cli.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class NpyFileTests : IDisposable
 {
     // Bytes written by numpy 1.24.2's np.save, captured once so the tests need no Python.

@@ -2,10 +2,8 @@ using System.Text.Json;
 using JestMesh.Cli.Commands;
 using JestMesh.Data;
 using JestMesh.Protos.V1;
-using JestMesh.Selection.Tests;
 using JestMesh.TestKit;
 using JestMesh.Trainer;
-using JestMesh.Trainer.Tests;
 
 namespace JestMesh.Cli.Tests;
 
@@ -14,6 +12,7 @@ namespace JestMesh.Cli.Tests;
 /// gRPC) selects exactly the batches `jestmesh train --inproc` selects with the same settings.
 /// </summary>
 [Collection(TorchCollection.Name)]
+[Trait("Tier", "EndToEnd")]
 public sealed class PipelineEquivalenceTests : IDisposable
 {
     private const int Steps = 10;
@@ -24,11 +23,11 @@ public sealed class PipelineEquivalenceTests : IDisposable
     public async Task First_ten_curated_batches_equal_those_of_train_inproc()
     {
         var dataset = PairDataset.Build(new DataOptions { Seed = 0 });
-        var reference = PipelineHosts.SaveUntrainedReference(Path.Combine(_root, "reference"), dataset, seed: 17);
+        var reference = TestReference.SaveUntrained(Path.Combine(_root, "reference"), dataset, seed: 17);
 
         // The pipeline, at the experiment's settings (b = 128, f = 0.8 so N = 640, 16 chunks, gain 1).
         var messaging = TestBroker.Shared().Options(TestNames.Unique("equal"));
-        await using var pipeline = await PipelineHosts.StartAsync(_root, messaging, reference, dataset, "equal", 640, Steps, orderSeed: Seed);
+        await using var pipeline = await PipelineHosts.StartAsync(messaging, reference, dataset, "equal", 640, Steps, orderSeed: Seed);
         var selection = pipeline.Selection;
 
         var options = new TrainerOptions

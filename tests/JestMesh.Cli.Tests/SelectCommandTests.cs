@@ -6,6 +6,7 @@ using JestMesh.Cli.Npy;
 
 namespace JestMesh.Cli.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class SelectCommandTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("jestmesh-select-").FullName;
@@ -153,27 +154,6 @@ public sealed class SelectCommandTests : IDisposable
         AssertBadInput(["--batch-size", "16", "--out", P("o.npy")], "no input", "no input");
     }
 
-    [Fact]
-    public void The_built_cli_exits_with_code_2_and_one_stderr_line()
-    {
-        // The real process, as a user runs it: exit code and output channel are part of the contract.
-        string dll = Path.Combine(AppContext.BaseDirectory, "jestmesh.dll");
-        Assert.True(File.Exists(dll), $"{dll} missing");
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (string a in new[] { dll, "select", "--learner-loss", P("missing.npy"), "--ref-loss", P("missing.npy"), "--batch-size", "2", "--out", P("o.npy") })
-        {
-            start.ArgumentList.Add(a);
-        }
-
-        using var process = Process.Start(start)!;
-        string stderr = process.StandardError.ReadToEnd();
-        process.StandardOutput.ReadToEnd();
-        Assert.True(process.WaitForExit(60_000));
-        Assert.Equal(2, process.ExitCode);
-        Assert.Single(stderr.TrimEnd('\n').Split('\n'));
-        Assert.Contains($"{P("missing.npy")}: file not found", stderr, StringComparison.Ordinal);
-    }
-
     private (int Code, string Stdout, string Stderr) AssertBadInput(string[] args, string names, string what)
     {
         var result = Invoke(args);
@@ -203,6 +183,38 @@ public sealed class SelectCommandTests : IDisposable
 
     private static string[] Model(string who, string img, string txt) =>
         [$"--{who}-img", img, $"--{who}-txt", txt, $"--{who}-alpha", "10", $"--{who}-beta", "-10"];
+
+    private string P(string name) => Path.Combine(_dir, name);
+}
+
+/// <summary>The built `jestmesh` CLI as a separate process, as a user runs it.</summary>
+[Trait("Tier", "EndToEnd")]
+public sealed class BuiltCliTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("jestmesh-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void The_built_cli_exits_with_code_2_and_one_stderr_line()
+    {
+        // The real process, as a user runs it: exit code and output channel are part of the contract.
+        string dll = Path.Combine(AppContext.BaseDirectory, "jestmesh.dll");
+        Assert.True(File.Exists(dll), $"{dll} missing");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (string a in new[] { dll, "select", "--learner-loss", P("missing.npy"), "--ref-loss", P("missing.npy"), "--batch-size", "2", "--out", P("o.npy") })
+        {
+            start.ArgumentList.Add(a);
+        }
+
+        using var process = Process.Start(start)!;
+        string stderr = process.StandardError.ReadToEnd();
+        process.StandardOutput.ReadToEnd();
+        Assert.True(process.WaitForExit(60_000));
+        Assert.Equal(2, process.ExitCode);
+        Assert.Single(stderr.TrimEnd('\n').Split('\n'));
+        Assert.Contains($"{P("missing.npy")}: file not found", stderr, StringComparison.Ordinal);
+    }
 
     private string P(string name) => Path.Combine(_dir, name);
 }

@@ -3,6 +3,7 @@ using JestMesh.Cli.InProcess;
 
 namespace JestMesh.Cli.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class SpeedUpTests
 {
     private static List<EvalPoint> Curve(params double[] acc) =>

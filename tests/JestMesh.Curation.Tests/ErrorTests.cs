@@ -1,5 +1,6 @@
 namespace JestMesh.Curation.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class ErrorTests
 {
     private static readonly IScoreSource Source = ScoreSources.Uniform(10);

@@ -1,6 +1,7 @@
 namespace JestMesh.Curation.Tests;
 
 /// <summary>The sampler's subset frequencies against the exact probabilities of the sequential procedure (Plackett–Luce within a chunk).</summary>
+[Trait("Tier", "Unit")]
 public sealed class ExactnessTests
 {
     private const int Draws = 20000;

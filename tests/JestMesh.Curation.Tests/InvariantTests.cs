@@ -1,5 +1,6 @@
 namespace JestMesh.Curation.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class InvariantTests
 {
     public static TheoryData<string> Sources => new() { "sigmoid", "softmax", "per-example", "dense", "uniform", "hard-learner", "easy-reference" };

@@ -2,6 +2,7 @@ using System.Runtime.Intrinsics;
 
 namespace JestMesh.Curation.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class KernelAccuracyTests
 {
     [Fact]

@@ -1,5 +1,6 @@
 namespace JestMesh.Curation.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class SigmoidScoreTests
 {
     [Theory]

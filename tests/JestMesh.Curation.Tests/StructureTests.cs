@@ -1,6 +1,7 @@
 namespace JestMesh.Curation.Tests;
 
 /// <summary>JEST Fig. 2 in miniature: on structured scores the selected batch's score rises with chunks and with the filtering ratio, and joint beats independent.</summary>
+[Trait("Tier", "Unit")]
 public sealed class StructureTests
 {
     private const int B = 32;

@@ -3,6 +3,7 @@ using System.IO.Compression;
 
 namespace JestMesh.Data.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class FashionMnistTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("jestmesh-idx-").FullName;

@@ -8,6 +8,7 @@ public sealed class RealImages
     public ImageSet Test { get; } = FashionMnist.LoadTest(FashionMnist.DefaultDirectory);
 }
 
+[Trait("Tier", "Unit")]
 public sealed class PairDatasetTests(RealImages images) : IClassFixture<RealImages>
 {
     private PairDataset Build(DataOptions options) => PairDataset.Build(options, images.Train, images.Test);

@@ -1,5 +1,6 @@
 namespace JestMesh.Data.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class SuperBatchPlanTests
 {
     [Fact]

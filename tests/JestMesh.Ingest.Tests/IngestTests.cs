@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using JestMesh.Data;
 using JestMesh.Protos.V1;
 using JestMesh.TestKit;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
 namespace JestMesh.Ingest.Tests;
@@ -13,6 +12,7 @@ public sealed class RealPairs
     public PairDataset Data { get; } = PairDataset.Build(new DataOptions { Seed = 3 });
 }
 
+[Trait("Tier", "Broker")]
 public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(2);
@@ -24,24 +24,23 @@ public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
         options.InputQueueMaxLength = 2;
         await using var client = new BrokerClient(options);
         var ingestOptions = new IngestOptions { Job = "bp", SuperBatchSize = 100, MaxSuperBatches = 8, ResumeBelow = 0 };
-        var runner = new IngestRunner(client.Connections, client.Publisher, Options.Create(ingestOptions), NullLogger<IngestRunner>.Instance);
+        var log = new RecordingLogger<IngestRunner>();
+        var runner = new IngestRunner(client.Connections, client.Publisher, Options.Create(ingestOptions), log);
 
         var run = runner.RunAsync(pairs.Data, CancellationToken.None);
-        // With nobody consuming, the publisher must stall at the queue's limit.
-        await Eventually.WaitUntilAsync(async () =>
-        {
-            try
-            {
-                return await client.Connections.ReadyCountAsync(client.Topology.SuperBatches, CancellationToken.None) >= 2;
-            }
-            catch (RabbitMQ.Client.Exceptions.OperationInterruptedException)
-            {
-                return false; // queue not declared yet
-            }
-        }, Deadline, "the input queue to fill up");
-        var stalledAt = await client.Connections.ReadyCountAsync(client.Topology.SuperBatches, CancellationToken.None);
+        // With nobody consuming, the broker must refuse a publish once the queue is full, and ingest
+        // must hold that super-batch. Wait for ingest to say so, not for a queue depth: a quorum
+        // queue enforces x-max-length only once it is exceeded, and how far past the limit a
+        // publisher gets depends on when the broker's "reject" notice overtakes its next publish.
+        await Eventually.WaitUntilAsync(() => log.Named("LogQueueFull").Count > 0, Deadline, "ingest to hold a super-batch because the queue is full");
+        var held = (string)log.Named("LogQueueFull")[0].Values["SuperBatchId"]!;
+        var heldSequence = long.Parse(held["bp/".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        var waiting = await client.Connections.ReadyCountAsync(client.Topology.SuperBatches, CancellationToken.None);
         Assert.False(run.IsCompleted, "ingest stalls while the queue is full");
-        Assert.InRange(stalledAt, 2u, 3u);
+        // Publishing is one confirmed message at a time: everything before the held one is in the
+        // queue, nothing after it; and the queue had reached its limit before it refused.
+        Assert.Equal((uint)heldSequence, waiting);
+        Assert.InRange(heldSequence, options.InputQueueMaxLength, ingestOptions.MaxSuperBatches - 1);
 
         var received = new ConcurrentQueue<SuperBatch>();
         var drain = client.NewConsumer();
@@ -59,7 +58,12 @@ public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
         Assert.Equal(planned, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
         Assert.Equal(result.ExampleIds, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
     }
+}
 
+/// <summary>Building and planning super-batches: no broker.</summary>
+[Trait("Tier", "Unit")]
+public sealed class SuperBatchBuilderTests(RealPairs pairs) : IClassFixture<RealPairs>
+{
     [Fact]
     public void Super_batches_carry_pool_pairs_faithfully()
     {

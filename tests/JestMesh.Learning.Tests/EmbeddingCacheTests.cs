@@ -1,5 +1,6 @@
 namespace JestMesh.Learning.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class EmbeddingCacheTests
 {
     private static float[] Row(int seed, int dim) => Enumerable.Range(0, dim).Select(i => (float)(seed * 1000 + i)).ToArray();

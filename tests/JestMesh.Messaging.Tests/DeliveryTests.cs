@@ -5,6 +5,7 @@ using JestMesh.TestKit;
 namespace JestMesh.Messaging.Tests;
 
 #pragma warning disable CA1001 // xUnit disposes the client through IAsyncLifetime.
+[Trait("Tier", "Broker")]
 public sealed class DeliveryTests : IAsyncLifetime
 #pragma warning restore CA1001
 {

@@ -6,6 +6,7 @@ using OpenTelemetry.Trace;
 
 namespace JestMesh.Messaging.Tests;
 
+[Trait("Tier", "Broker")]
 public sealed class TracePropagationTests
 {
     private static readonly ActivitySource TestSource = new("JestMesh.Tests.Trace");
@@ -49,7 +50,12 @@ public sealed class TracePropagationTests
         var process = exported.Single(a => a.TraceId == traceId && a.Kind == ActivityKind.Consumer);
         Assert.Equal(publish.SpanId, process.ParentSpanId);
     }
+}
 
+/// <summary>W3C trace context in AMQP headers: no broker.</summary>
+[Trait("Tier", "Unit")]
+public sealed class TraceContextHeaderTests
+{
     [Fact]
     public void Headers_round_trip_the_w3c_context_also_as_amqp_byte_arrays()
     {

@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 namespace JestMesh.Models.Tests;
 
 [Collection(TorchCollection.Name)]
+[Trait("Tier", "Unit")]
 public sealed class CheckpointTests(RealPairs pairs) : IDisposable
 {
     private readonly PairDataset _data = pairs.Data;

@@ -5,6 +5,7 @@ using static TorchSharp.torch;
 namespace JestMesh.Models.Tests;
 
 [Collection(TorchCollection.Name)]
+[Trait("Tier", "Unit")]
 public sealed class LeakTests(RealPairs pairs)
 {
     private readonly PairDataset _data = pairs.Data;

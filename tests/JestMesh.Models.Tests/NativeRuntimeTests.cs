@@ -3,6 +3,7 @@ using static TorchSharp.torch;
 namespace JestMesh.Models.Tests;
 
 [Collection(TorchCollection.Name)]
+[Trait("Tier", "Unit")]
 public sealed class NativeRuntimeTests
 {
     [Fact]

@@ -4,11 +4,8 @@ using JestMesh.Ingest;
 using JestMesh.Messaging;
 using JestMesh.Models;
 using JestMesh.Protos.V1;
-using JestMesh.ServiceDefaults;
+using JestMesh.TestKit;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.TestHost;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using static TorchSharp.torch;
 
 namespace JestMesh.Scoring.Tests;
@@ -29,12 +26,7 @@ public sealed class PipelineFixture : IDisposable
     public PipelineFixture()
     {
         Data = PairDataset.Build(new DataOptions { Seed = 0 });
-        CheckpointDirectory = Directory.CreateTempSubdirectory("jestmesh-scoring-ref-").FullName;
-        manual_seed(1234);
-        using (var model = SiglipModel.Create(new ModelConfig(), CPU))
-        {
-            ModelCheckpoint.Save(CheckpointDirectory, model, new CheckpointMetadata { DataFingerprint = Data.Fingerprint, Step = 0 });
-        }
+        CheckpointDirectory = TestReference.SaveUntrained(Directory.CreateTempSubdirectory("jestmesh-scoring-ref-").FullName, Data, seed: 1234);
         (Reference, Metadata) = ModelCheckpoint.Load(CheckpointDirectory, CPU);
     }
 
@@ -59,77 +51,28 @@ public sealed class PipelineFixture : IDisposable
         return Reference.Embed(pixels, examples.Count, tokens, batchSize);
     }
 
-    public static Dictionary<string, string?> MessagingSettings(MessagingOptions options) => new()
+    /// <summary>The real Scoring host (hosted consumer, DI, health) on a TestServer, with this fixture's reference.</summary>
+    public Task<WebApplication> StartScoringAsync(MessagingOptions messaging, int cacheCapacity = 100_000, string cachePath = "", string device = "cpu", TimeSpan? cacheSaveInterval = null)
     {
-        ["Messaging:Uri"] = options.Uri,
-        ["Messaging:QueuePrefix"] = options.QueuePrefix,
-        ["Messaging:Prefetch"] = options.Prefetch.ToString(CultureInfo.InvariantCulture),
-        ["Messaging:InputQueueMaxLength"] = options.InputQueueMaxLength.ToString(CultureInfo.InvariantCulture),
-        ["Messaging:RecoveryInterval"] = options.RecoveryInterval.ToString("c", CultureInfo.InvariantCulture),
-        ["Messaging:RetryDelay"] = options.RetryDelay.ToString("c", CultureInfo.InvariantCulture),
-        ["Messaging:ClientName"] = options.ClientName,
-    };
-
-    /// <summary>The real Scoring host (hosted consumer, DI, health) on a TestServer.</summary>
-    public async Task<WebApplication> StartScoringAsync(MessagingOptions messaging, int cacheCapacity = 100_000, string cachePath = "", string device = "cpu", TimeSpan? cacheSaveInterval = null)
-    {
-        var settings = MessagingSettings(messaging);
-        settings["Scoring:ReferenceDirectory"] = CheckpointDirectory;
-        settings["Scoring:Device"] = device;
-        settings["Scoring:CacheCapacity"] = cacheCapacity.ToString(CultureInfo.InvariantCulture);
-        settings["Scoring:CachePath"] = cachePath;
+        var extra = new Dictionary<string, string?>
+        {
+            ["Scoring:CacheCapacity"] = cacheCapacity.ToString(CultureInfo.InvariantCulture),
+            ["Scoring:CachePath"] = cachePath,
+        };
         if (cacheSaveInterval is { } interval)
         {
-            settings["Scoring:CacheSaveInterval"] = interval.ToString("c", CultureInfo.InvariantCulture);
+            extra["Scoring:CacheSaveInterval"] = interval.ToString("c", CultureInfo.InvariantCulture);
         }
-        settings["Scoring:ExpectedDataFingerprint"] = Data.Fingerprint;
-        var builder = HostBuilder("JestMesh.Scoring", settings);
-        builder.AddServiceDefaults();
-        builder.AddScoringServices();
-        return await StartAsync(builder);
+        return ServiceHosts.StartScoringAsync(messaging, CheckpointDirectory, Data.Fingerprint, device, extra);
     }
 
-    /// <summary>The real Ingest host; its worker publishes at start, <see cref="IngestWorker.Completion"/> says when done.</summary>
-    public static async Task<(WebApplication App, IngestWorker Worker)> StartIngestAsync(MessagingOptions messaging, string job, int superBatchSize, int superBatches)
-    {
-        var settings = MessagingSettings(messaging);
-        settings["Ingest:Job"] = job;
-        settings["Ingest:SuperBatchSize"] = superBatchSize.ToString(CultureInfo.InvariantCulture);
-        settings["Ingest:MaxSuperBatches"] = superBatches.ToString(CultureInfo.InvariantCulture);
-        settings["Ingest:DataSeed"] = "0";
-        var builder = HostBuilder("JestMesh.Ingest", settings);
-        builder.AddServiceDefaults();
-        builder.AddIngestServices();
-        var app = await StartAsync(builder);
-        return (app, app.Services.GetRequiredService<IngestWorker>());
-    }
-
-    private static readonly Lazy<string> EmptyContentRoot = new(() => Directory.CreateTempSubdirectory("jestmesh-host-root-").FullName);
-
-    private static WebApplicationBuilder HostBuilder(string name, Dictionary<string, string?> settings)
-    {
-        // An empty content root: the hosts' appsettings.json files (copied next to the tests) must not leak in.
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = name, EnvironmentName = "Testing", ContentRootPath = EmptyContentRoot.Value });
-        builder.WebHost.UseTestServer();
-        builder.Configuration.AddInMemoryCollection(settings);
-        return builder;
-    }
-
-    private static async Task<WebApplication> StartAsync(WebApplicationBuilder builder)
-    {
-        var app = builder.Build();
-        app.MapDefaultEndpoints();
-        await app.StartAsync();
-        return app;
-    }
+    /// <summary>The real Ingest host (data seed 0); its worker publishes at start, <see cref="IngestWorker.Completion"/> says when done.</summary>
+    public static Task<(WebApplication App, IngestWorker Worker)> StartIngestAsync(MessagingOptions messaging, string job, int superBatchSize, int superBatches) =>
+        ServiceHosts.StartIngestAsync(messaging, job, superBatchSize, superBatches);
 
     public void Dispose()
     {
         Reference.Dispose();
         Directory.Delete(CheckpointDirectory, recursive: true);
-        if (EmptyContentRoot.IsValueCreated)
-        {
-            Directory.Delete(EmptyContentRoot.Value, recursive: true);
-        }
     }
 }

@@ -14,6 +14,7 @@ using OpenTelemetry.Trace;
 namespace JestMesh.Scoring.Tests;
 
 [Collection(PipelineCollection.Name)]
+[Trait("Tier", "Broker")]
 public sealed class PipelineTests(PipelineFixture fixture)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(3);
@@ -64,18 +65,24 @@ public sealed class PipelineTests(PipelineFixture fixture)
         var sink = await ScoredSink.StartAsync(client);
         await using var scoring = await fixture.StartScoringAsync(options);
         const int superBatches = 16;
-        var (ingest, worker) = await PipelineFixture.StartIngestAsync(options, "job-r", superBatchSize: 128, superBatches: superBatches);
+        // Half the job before the restart (the Ingest host), half after it (a second Ingest with the
+        // same plan, so the same ids: its first half again must have no second effect). The restart
+        // is mid-run by construction, not because rabbitmqctl stop_app beat 16 super-batches.
+        var (ingest, worker) = await PipelineFixture.StartIngestAsync(options, "job-r", superBatchSize: 128, superBatches: superBatches / 2);
         await using var _ = ingest;
+        await worker.Completion.Within(Deadline, "ingest to publish the first half");
 
         await Eventually.WaitUntilAsync(() => sink.Batches.Count >= 2, Deadline, "the first scored super-batches");
-        var seenAtRestart = sink.Batches.Count;
         await broker.StopAppAsync();
+        var seenAtRestart = sink.Batches.Count;
         await broker.StartAppAsync();
-
-        var result = await worker.Completion.Within(Deadline, "ingest to finish after the restart");
+        await Eventually.WaitUntilAsync(() => client.Connections.IsHealthy, Deadline, "the test's connections to recover");
+        var rest = new IngestRunner(client.Connections, client.Publisher,
+            Options.Create(new IngestOptions { Job = "job-r", SuperBatchSize = 128, MaxSuperBatches = superBatches }), NullLogger<IngestRunner>.Instance);
+        var result = await rest.RunAsync(fixture.Data, CancellationToken.None).Within(Deadline, "the second ingest after the restart");
         await Eventually.WaitUntilAsync(() => sink.Batches.Count == superBatches, Deadline, $"{superBatches} scored super-batches after the restart");
 
-        Assert.True(seenAtRestart < superBatches, $"the restart must happen mid-run ({seenAtRestart} of {superBatches} seen)");
+        Assert.True(seenAtRestart <= superBatches / 2, $"the restart must happen mid-run ({seenAtRestart} of {superBatches} seen)");
         Assert.Equal(result.ExampleIds.Order(), sink.ExampleIds.Order());
         Assert.All(sink.Effects.Values, n => Assert.Equal(1, n));
     }
@@ -278,6 +285,26 @@ public sealed class PipelineTests(PipelineFixture fixture)
     }
 
     [Fact]
+    public async Task Scoring_asked_for_cuda_without_a_gpu_fails_at_start_naming_the_setting()
+    {
+        if (TorchSharp.torch.cuda.is_available())
+        {
+            return; // On a GPU machine the setting is valid.
+        }
+        var options = TestBroker.Shared().Options(TestNames.Unique("cuda"));
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => fixture.StartScoringAsync(options, device: "cuda"));
+
+        Assert.Contains("Scoring:Device is 'cuda'", error.Message, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>The scorer and its cache called directly (TorchSharp, no broker).</summary>
+[Trait("Tier", "Unit")]
+[Collection(PipelineCollection.Name)]
+public sealed class ScorerTests(PipelineFixture fixture)
+{
+    [Fact]
     public async Task Warm_cache_serves_the_same_embeddings_and_mixes_with_fresh_ones()
     {
         using var embedder = await ReferenceEmbedder.LoadAsync(fixture.CheckpointDirectory, "cpu", 512);
@@ -302,19 +329,5 @@ public sealed class PipelineTests(PipelineFixture fixture)
             Assert.Equal(direct.Image[i], image[i], 1e-5f);
             Assert.Equal(direct.Text[i], text[i], 1e-5f);
         }
-    }
-
-    [Fact]
-    public async Task Scoring_asked_for_cuda_without_a_gpu_fails_at_start_naming_the_setting()
-    {
-        if (TorchSharp.torch.cuda.is_available())
-        {
-            return; // On a GPU machine the setting is valid.
-        }
-        var options = TestBroker.Shared().Options(TestNames.Unique("cuda"));
-
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => fixture.StartScoringAsync(options, device: "cuda"));
-
-        Assert.Contains("Scoring:Device is 'cuda'", error.Message, StringComparison.Ordinal);
     }
 }

@@ -9,6 +9,7 @@ namespace JestMesh.Selection.Tests;
 
 /// <summary>Both RPCs in-process over TestServer, against the real broker: auth, bad requests, sessions, replay, cancellation.</summary>
 [Collection(SelectionCollection.Name)]
+[Trait("Tier", "Broker")]
 public sealed class ProtocolTests(SelectionFixture fixture)
 {
     private const int N = 64;

@@ -9,6 +9,7 @@ using Microsoft.Extensions.Options;
 
 namespace JestMesh.ServiceDefaults.Tests;
 
+[Trait("Tier", "Unit")]
 public sealed class ServiceDefaultsTests
 {
     private static WebApplicationBuilder Builder(Dictionary<string, string?> settings)

@@ -51,7 +51,18 @@ public sealed class TestBroker : IAsyncDisposable
         var directory = Path.Combine(Path.GetTempPath(), $"jestmesh-private-broker-{port}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(directory);
         var script = Script();
-        var output = await RunAsync(script, port, "start", directory);
+        string output;
+        try
+        {
+            output = await RunAsync(script, port, "start", directory);
+        }
+        catch
+        {
+            // The broker runs in a session of its own: a start that failed or timed out can still
+            // leave it running, and nobody else knows its directory.
+            await RunAsync(script, port, "stop", directory).ContinueWith(_ => { }, TaskScheduler.Default);
+            throw;
+        }
         return new TestBroker(output.Trim(), script, directory, port, owned: true);
     }
 
@@ -85,6 +96,8 @@ public sealed class TestBroker : IAsyncDisposable
         await RunAsync(_script, _port, "ctl", _directory, "close_connection", pid, reason);
     }
 
+    private static readonly TimeSpan ScriptDeadline = TimeSpan.FromMinutes(10);
+
     private static string Script()
     {
         var script = Environment.GetEnvironmentVariable("JESTMESH_TEST_BROKER_SCRIPT");
@@ -110,8 +123,18 @@ public sealed class TestBroker : IAsyncDisposable
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not run {script}.");
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        await process.WaitForExitAsync(timeout.Token);
+        // A deadline against a hung broker, not a speed limit: at a load of 40-60 on 2 cores starting
+        // a broker or one rabbitmqctl call took over the 2 minutes this used to allow.
+        using var timeout = new CancellationTokenSource(ScriptDeadline);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{script} {command} {string.Join(' ', arguments)} (port {port}) did not finish within {ScriptDeadline.TotalMinutes:0} minutes.");
+        }
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException($"{script} {command} {string.Join(' ', arguments)} failed ({process.ExitCode}): {await stderr}");

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using JestMesh.Models;
 using JestMesh.Protos.V1;
-using JestMesh.Selection.Tests;
 using JestMesh.TestKit;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -13,6 +12,7 @@ namespace JestMesh.Trainer.Tests;
 /// place of Ingest → Scoring, which live on another branch.
 /// </summary>
 [Collection(SelectionCollection.Name)]
+[Trait("Tier", "EndToEnd")]
 public sealed class EndToEndTests(SelectionFixture fixture) : IDisposable
 {
     private const int N = 160;
@@ -150,13 +150,14 @@ public sealed class EndToEndTests(SelectionFixture fixture) : IDisposable
         options.EvalEvery = 0;
         var trained = new List<CuratedBatch>();
         Task? restart = null;
-        int trainedWhileDown = -1, trainedWhenBack = -1;
+        int trainedWhileDown = -1, trainedBeforeRestart = -1, trainedCount = 0;
         using (var channel = TrainerServiceExtensions.CreateChannel(options))
         using (var trainer = new CuratedTrainer(options, channel, null, NullLogger.Instance))
         {
             trainer.BatchTrained = batch =>
             {
                 trained.Add(batch);
+                Interlocked.Increment(ref trainedCount);
                 if (trained.Count == Steps / 3)
                 {
                     // Mid-run, while Selection holds unacked super-batches and the session is open:
@@ -166,8 +167,10 @@ public sealed class EndToEndTests(SelectionFixture fixture) : IDisposable
                     trainedWhileDown = trained.Count;
                     restart = Task.Run(async () =>
                     {
+                        // Counted while the broker is certainly down (start_app has not been asked
+                        // for yet): what the trainer got done without it.
+                        Volatile.Write(ref trainedBeforeRestart, Volatile.Read(ref trainedCount));
                         await privateBroker.StartAppAsync();
-                        trainedWhenBack = trained.Count;
                     });
                 }
             };
@@ -176,9 +179,12 @@ public sealed class EndToEndTests(SelectionFixture fixture) : IDisposable
         }
         Assert.NotNull(restart);
         await restart.Within(Deadline, "the broker restart to finish");
-        // The run really crossed the outage: training stopped with the broker and went on after it.
+        // The run really crossed the outage: the broker went down a third of the way in, the trainer
+        // could not finish without it, and it finished after it came back (asserted above). Not
+        // "how far it got by the time start_app returned": on a loaded machine the trainer can
+        // finish in the second between the broker starting and rabbitmqctl exiting.
         Assert.Equal(Steps / 3, trainedWhileDown);
-        Assert.InRange(trainedWhenBack, Steps / 3, Steps - 1);
+        Assert.InRange(trainedBeforeRestart, Steps / 3, Steps - 1);
 
         Assert.Equal(Enumerable.Range(1, Steps).Select(i => (long)i), trained.Select(b => b.Sequence));
         var accounted = trained.SelectMany(b => b.Examples.Select(e => e.Id).Concat(b.FilteredIds)).ToList();

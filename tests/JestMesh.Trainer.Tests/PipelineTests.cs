@@ -1,12 +1,12 @@
 using JestMesh.Data;
 using JestMesh.Protos.V1;
-using JestMesh.Selection.Tests;
 using JestMesh.TestKit;
 
 namespace JestMesh.Trainer.Tests;
 
 /// <summary>The whole pipeline with every real service: Ingest → Scoring → Selection → Trainer.</summary>
 [Collection(SelectionCollection.Name)]
+[Trait("Tier", "EndToEnd")]
 public sealed class PipelineTests : IDisposable
 {
     private const int N = 160;
@@ -19,8 +19,8 @@ public sealed class PipelineTests : IDisposable
         using var spans = new SpanRecorder();
         var messaging = TestBroker.Shared().Options(TestNames.Unique("pipeline"));
         var data = PairDataset.Build(new DataOptions { Seed = 0 });
-        var reference = PipelineHosts.SaveUntrainedReference(Path.Combine(_root, "reference"), data, seed: 1234);
-        await using var pipeline = await PipelineHosts.StartAsync(_root, messaging, reference, data, "pipe", N, SuperBatches);
+        var reference = TestReference.SaveUntrained(Path.Combine(_root, "reference"), data, seed: 1234);
+        await using var pipeline = await PipelineHosts.StartAsync(messaging, reference, data, "pipe", N, SuperBatches);
         var produced = pipeline.Produced;
         var selection = pipeline.Selection;
 

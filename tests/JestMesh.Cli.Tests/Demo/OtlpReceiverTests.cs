@@ -10,6 +10,7 @@ using OpenTelemetry.Trace;
 
 namespace JestMesh.Cli.Tests.Demo;
 
+[Trait("Tier", "Unit")]
 public sealed class OtlpReceiverTests
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);

@@ -3,6 +3,7 @@ using JestMesh.Cli.Demo;
 
 namespace JestMesh.Cli.Tests.Demo;
 
+[Trait("Tier", "Unit")]
 public sealed class MatchUniformTests
 {
     private static List<EvalRow> Curve(params double[] acc) => acc.Select((a, i) => new EvalRow((i + 1) * 100, a, 0)).ToList();
@@ -44,6 +45,7 @@ public sealed class MatchUniformTests
     }
 }
 
+[Trait("Tier", "Unit")]
 public sealed class ComputeAccountingTests
 {
     [Theory]
@@ -65,6 +67,7 @@ public sealed class ComputeAccountingTests
     }
 }
 
+[Trait("Tier", "Unit")]
 public sealed class ResultsBuilderTests
 {
     internal static RunData Run(string policy, bool independent, double[] acc, long produced = 640, long trained = 128, long filtered = 512, long dead = 0) => new()
@@ -147,6 +150,7 @@ public sealed class ResultsBuilderTests
     }
 }
 
+[Trait("Tier", "Unit")]
 public sealed class ReportWriterTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "jestmesh-report-" + Guid.NewGuid().ToString("N"));

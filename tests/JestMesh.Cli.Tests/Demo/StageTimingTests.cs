@@ -2,6 +2,7 @@ using JestMesh.Cli.Demo;
 
 namespace JestMesh.Cli.Tests.Demo;
 
+[Trait("Tier", "Unit")]
 public sealed class StageTimingTests
 {
     private static SpanRecord Span(string name, long startMs, long durationMs, long? sequence = null) =>

@@ -1,25 +1,17 @@
-using System.Net;
-using System.Net.Sockets;
 using Grpc.Net.Client;
 using JestMesh.Messaging;
 using JestMesh.Protos.V1;
-using JestMesh.ServiceDefaults;
+using JestMesh.Selection;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.TestHost;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
-namespace JestMesh.Selection.Tests;
+namespace JestMesh.TestKit;
 
 /// <summary>The real Selection service, wired exactly as Program.cs does, on TestServer or on Kestrel at a loopback port.</summary>
 public sealed class SelectionHost : IAsyncDisposable
 {
     public const string ApiKey = "test-api-key-0123456789";
-
-    private static readonly Lazy<string> EmptyContentRoot = new(() => Directory.CreateTempSubdirectory("jm-selection-root-").FullName);
 
     private readonly WebApplication _app;
 
@@ -32,54 +24,38 @@ public sealed class SelectionHost : IAsyncDisposable
     /// <summary>Loopback port (Kestrel hosts only).</summary>
     public int? Port { get; }
 
+    /// <summary>http://127.0.0.1:port (Kestrel hosts only).</summary>
+    public string Address => Port is { } port ? $"http://127.0.0.1:{port}" : throw new InvalidOperationException("A TestServer host has no address; start it with kestrel: true.");
+
     public IServiceProvider Services => _app.Services;
 
     public SessionStore Store => _app.Services.GetRequiredService<SessionStore>();
 
+    /// <summary>
+    /// Starts the host (Kestrel on <paramref name="port"/> or a free loopback port when <paramref name="kestrel"/>,
+    /// else TestServer) and returns once its session store has loaded the batch log.
+    /// </summary>
     public static async Task<SelectionHost> StartAsync(MessagingOptions messaging, bool kestrel = false, int? port = null, IDictionary<string, string?>? settings = null)
     {
         ArgumentNullException.ThrowIfNull(messaging);
-        // An empty content root: appsettings.json files of hosts copied next to the tests must not leak in.
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
-        {
-            ApplicationName = "JestMesh.Selection",
-            EnvironmentName = "Testing",
-            ContentRootPath = EmptyContentRoot.Value,
-        });
-        var config = new Dictionary<string, string?>
-        {
-            ["Messaging:Uri"] = messaging.Uri,
-            ["Messaging:QueuePrefix"] = messaging.QueuePrefix,
-            ["Messaging:RecoveryInterval"] = messaging.RecoveryInterval.ToString(),
-            ["Messaging:RetryDelay"] = messaging.RetryDelay.ToString(),
-            ["Messaging:ClientName"] = messaging.ClientName,
-            ["Selection:ApiKey"] = ApiKey,
-        };
+        var config = ServiceHosts.Settings(messaging);
+        config["Selection:ApiKey"] = ApiKey;
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
         {
             config[key] = value;
         }
-        builder.Configuration.AddInMemoryCollection(config);
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
-        int? bound = null;
-        if (kestrel)
-        {
-            bound = port ?? FreePort();
-            builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, bound.Value, l => l.Protocols = HttpProtocols.Http2));
-        }
-        else
-        {
-            builder.WebHost.UseTestServer();
-        }
-        builder.AddServiceDefaults();
-        builder.AddSelectionServices();
-        var app = builder.Build();
-        app.MapDefaultEndpoints();
-        app.MapSelection();
-        await app.StartAsync();
+        int? bound = kestrel ? port ?? FreePort() : null;
+        var app = await ServiceHosts.StartAsync("JestMesh.Selection", config, b => b.AddSelectionServices(), a => a.MapSelection(), bound);
         var host = new SelectionHost(app, bound);
-        await host.Store.Loaded.WaitAsync(TimeSpan.FromSeconds(60));
+        try
+        {
+            await host.Store.Loaded.Within(TimeSpan.FromSeconds(60), "Selection to load its batch log");
+        }
+        catch
+        {
+            await host.DisposeAsync();
+            throw;
+        }
         return host;
     }
 
@@ -105,12 +81,7 @@ public sealed class SelectionHost : IAsyncDisposable
 
     public static Grpc.Core.Metadata Auth(string key = ApiKey) => new() { { "authorization", $"Bearer {key}" } };
 
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public static int FreePort() => ServiceHosts.FreePort();
 
     public async ValueTask DisposeAsync()
     {

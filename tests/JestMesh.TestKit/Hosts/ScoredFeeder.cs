@@ -6,7 +6,7 @@ using JestMesh.Models;
 using JestMesh.Protos.V1;
 using TorchSharp;
 
-namespace JestMesh.Selection.Tests;
+namespace JestMesh.TestKit;
 
 /// <summary>
 /// Makes scored super-batches the way the Scoring service does (real Fashion-MNIST pairs, reference

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace JestMesh.Selection.Tests;
+namespace JestMesh.TestKit;
 
 /// <summary>
 /// A loopback TCP forwarder that can go silent without closing anything: the way a dead peer or a

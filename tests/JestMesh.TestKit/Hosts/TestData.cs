@@ -1,7 +1,7 @@
+using Xunit;
 using JestMesh.Protos.V1;
-using JestMesh.TestKit;
 
-namespace JestMesh.Selection.Tests;
+namespace JestMesh.TestKit;
 
 /// <summary>Publishing helpers shared by the tests.</summary>
 public static class TestData
