@@ -1,10 +1,12 @@
 using JestMesh.Curation;
 using JestMesh.Learning;
 using JestMesh.Protos.V1;
+using JestMesh.TestKit;
 
 namespace JestMesh.Selection.Tests;
 
 /// <summary>BatchSelector on its own: the proto adapter over CurationStep, selecting what the services always selected.</summary>
+[Trait("Tier", "Broker")]
 [Collection(SelectionCollection.Name)]
 public sealed class BatchSelectorTests(SelectionFixture fixture)
 {

@@ -11,6 +11,7 @@ using CurationClient = JestMesh.Protos.V1.Curation.CurationClient;
 namespace JestMesh.Selection.Tests;
 
 /// <summary>D6: what a client's cancel leaves in the service's log (a host of its own, with its log captured).</summary>
+[Trait("Tier", "Broker")]
 [Collection(SelectionCollection.Name)]
 public sealed class CancelLogTests(SelectionFixture fixture)
 {

@@ -11,6 +11,7 @@ namespace JestMesh.Selection.Tests;
 /// Selection"), each reproduced over real gRPC against the real broker with a client that speaks
 /// only the protos.
 /// </summary>
+[Trait("Tier", "Broker")]
 [Collection(SelectionCollection.Name)]
 public sealed class DefectTests(SelectionFixture fixture)
 {

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace JestMesh.Selection.Tests;
 
 /// <summary>JobFeeds on its own (over the real broker): who creates a job, bounds, ordering and single ownership of deliveries.</summary>
+[Trait("Tier", "Broker")]
 [Collection(SelectionCollection.Name)]
 public sealed class JobFeedsTests(SelectionFixture fixture)
 {

@@ -17,6 +17,7 @@ namespace JestMesh.Selection.Tests;
 /// directory; JESTMESH_BENCH_BASELINE=1 to measure an older service build) and asserts no timing: only that the service's RSS stays within 20 MB of round 1's.
 /// </summary>
 [Collection(SelectionCollection.Name)]
+[Trait("Tier", "EndToEnd")]
 public sealed class MemoryBenchTests(SelectionFixture fixture)
 {
     private const int Rounds = 5;

@@ -4,6 +4,7 @@ using JestMesh.TestKit;
 namespace JestMesh.Selection.Tests;
 
 /// <summary>SessionStore on its own (over the real batch log): leases, recording order, bounded per-session state, replay.</summary>
+[Trait("Tier", "Broker")]
 [Collection(SelectionCollection.Name)]
 public sealed class SessionStoreTests(SelectionFixture fixture)
 {
