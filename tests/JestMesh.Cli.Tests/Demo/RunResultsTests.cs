@@ -6,6 +6,7 @@ using JestMesh.Protos.V1;
 
 namespace JestMesh.Cli.Tests.Demo;
 
+[Trait("Tier", "Unit")]
 public sealed class RunResultsTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "jestmesh-runresults-" + Guid.NewGuid().ToString("N"));

@@ -3,6 +3,7 @@ using JestMesh.Protos.V1;
 
 namespace JestMesh.Cli.Tests.Demo;
 
+[Trait("Tier", "Unit")]
 public sealed class RunSummaryFileTests : IDisposable
 {
     private readonly string _dir = Path.Combine(Path.GetTempPath(), "jestmesh-summary-" + Guid.NewGuid().ToString("N"));
