@@ -40,8 +40,9 @@ internal static class UpCommand
                 };
                 return await new UpRunner(options, Repo.Locate(), Console.Out).RunAsync(stop.Token);
             }
-            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            catch (Exception e) when (stop.IsCancellationRequested && e is OperationCanceledException or InvalidOperationException or TimeoutException)
             {
+                // Ctrl-C in a terminal also reaches the services (one process group): one may exit before `up` sees the signal.
                 Console.Out.WriteLine("up: stopped before it was ready; everything it started was stopped.");
                 return 0;
             }

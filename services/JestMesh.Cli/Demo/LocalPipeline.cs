@@ -141,6 +141,9 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
         return child;
     }
 
+    /// <summary>A process started here that has exited (none while all run).</summary>
+    public ChildProcess? FirstExited() => _started.OfType<ChildProcess>().FirstOrDefault(p => p.HasExited);
+
     /// <summary>Polls <paramref name="condition"/> until it holds; fails early, with its log's tail, when a started process exits.</summary>
     public async Task WaitUntilAsync(string what, Func<CancellationToken, Task<bool>> condition, CancellationToken cancellationToken, TimeSpan? deadline = null)
     {

@@ -89,6 +89,12 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
             while (true)
             {
                 await Task.Delay(TimeSpan.FromSeconds(options.HealthEvery), cancellationToken);
+                // A service that died takes the stack down with it (exit 1) rather than leave trainers waiting.
+                if (pipeline.FirstExited() is { } dead)
+                {
+                    throw new InvalidOperationException($"{dead.Name} exited (code {dead.ExitCode}); stopping everything. Its log {dead.LogPath} ends:\n{dead.Tail()}");
+                }
+
                 await stdout.WriteLineAsync(await HealthLineAsync(pipeline, cancellationToken));
                 await stdout.FlushAsync(cancellationToken);
             }
