@@ -11,6 +11,7 @@ internal static class CommandCatalog
         yield return Commands.BenchSelectionCommand.Create();
         yield return Commands.SelectCommand.Create();
         yield return Commands.DemoCommand.Create();
+        yield return Commands.UpCommand.Create();
         yield return Commands.ReferenceCommand.Create();
         yield return Commands.TrainCommand.Create();
         yield return Commands.BenchCommand.Create();

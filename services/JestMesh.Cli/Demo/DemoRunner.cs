@@ -40,7 +40,7 @@ internal sealed class DemoRunner(DemoOptions options, Repo repo) : IAsyncDisposa
         try
         {
             Directory.CreateDirectory(_out);
-            await SetupAsync(cancellationToken);
+            await SetupAsync(repo, cancellationToken);
             var inProcess = options.InProcess;
             var missing = Hosts.Where(h => !repo.HasProject(h)).ToList();
             if (!inProcess && missing.Count > 0)
@@ -49,7 +49,7 @@ internal sealed class DemoRunner(DemoOptions options, Repo repo) : IAsyncDisposa
                     "Run `./jestmesh demo --inproc` for the in-process experiment (labelled as such in the report).");
             }
 
-            var reference = await ReferenceAsync(cancellationToken);
+            var reference = await EnsureReferenceAsync(repo, options.Reference, _plan, Say, cancellationToken);
             var runs = new List<RunData>();
             string mode;
             if (inProcess)
@@ -97,7 +97,8 @@ internal sealed class DemoRunner(DemoOptions options, Repo repo) : IAsyncDisposa
 
     private static void Say(string message) => AnsiConsole.MarkupLine($"[grey]{DateTime.Now:HH:mm:ss}[/] {Markup.Escape(message)}");
 
-    private async Task SetupAsync(CancellationToken cancellationToken)
+    /// <summary>Installs what the pipeline needs (<c>scripts/setup.sh</c>); shared with <c>./jestmesh up</c>.</summary>
+    internal static async Task SetupAsync(Repo repo, CancellationToken cancellationToken)
     {
         var code = await Repo.RunAsync(repo.Script("setup.sh"), [], repo.Root, cancellationToken);
         if (code != 0)
@@ -106,20 +107,21 @@ internal sealed class DemoRunner(DemoOptions options, Repo repo) : IAsyncDisposa
         }
     }
 
-    private async Task<string> ReferenceAsync(CancellationToken cancellationToken)
+    /// <summary>The reference checkpoint in <paramref name="reference"/> (default <c>.jestmesh/reference</c>), trained there unless reusable; shared with <c>./jestmesh up</c>.</summary>
+    internal static async Task<string> EnsureReferenceAsync(Repo repo, string? reference, DemoPlan plan, Action<string> say, CancellationToken cancellationToken)
     {
-        var dir = Path.GetFullPath(options.Reference ?? Path.Combine(repo.Root, ".jestmesh", "reference"));
-        var why = ReferenceCheckpoint.WhyNotReusable(dir, _plan);
+        var dir = Path.GetFullPath(reference ?? Path.Combine(repo.Root, ".jestmesh", "reference"));
+        var why = ReferenceCheckpoint.WhyNotReusable(dir, plan);
         if (why is null)
         {
-            Say($"reference: reusing {dir} (SHA-256 and data settings match)");
+            say($"reference: reusing {dir} (SHA-256 and data settings match)");
             return dir;
         }
 
-        Say($"reference: training on {_plan.CuratedSize} curated pairs ({why})...");
+        say($"reference: training on {plan.CuratedSize} curated pairs ({why})...");
         var code = await Repo.RunAsync(InProcessDriver.SelfHost, [.. InProcessDriver.SelfArguments, "reference", "train", "--out", dir,
-            "--data-seed", _plan.DataSeed.ToString(CultureInfo.InvariantCulture)], repo.Root, cancellationToken, onLine: _ => { });
-        if (code != 0 || ReferenceCheckpoint.WhyNotReusable(dir, _plan) is not null)
+            "--data-seed", plan.DataSeed.ToString(CultureInfo.InvariantCulture)], repo.Root, cancellationToken, onLine: _ => { });
+        if (code != 0 || ReferenceCheckpoint.WhyNotReusable(dir, plan) is not null)
         {
             throw new InvalidOperationException($"`./jestmesh reference train --out {dir}` failed (exit {code}); run it to see why.");
         }

@@ -7,9 +7,12 @@ namespace JestMesh.Cli.Demo;
 /// The demo's local pipeline: a private RabbitMQ broker on loopback, the OTLP receiver the services send their
 /// traces to, the broker probe, and the long-lived Scoring and Selection processes. Runs add their own Ingest and
 /// Trainer processes through <see cref="Start"/>. Disposing stops everything it started, services first.
+/// <c>./jestmesh demo</c> and <c>./jestmesh up</c> both run on it; <see cref="PipelineSettings"/> holds what differs.
 /// </summary>
-internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpForward, Action<string> say) : IAsyncDisposable
+internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpForward, Action<string> say, PipelineSettings? settings = null) : IAsyncDisposable
 {
+    private readonly PipelineSettings _settings = settings ?? new PipelineSettings();
+
     public const string Prefix = "jestmesh";
     public const string SuperBatchQueue = Prefix + ".superbatches";
     public const string ScoredQueue = Prefix + ".scored";
@@ -22,7 +25,9 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
     private string _amqp = "";
 
     /// <summary>The credential the Selection service demands of every RPC (fresh per demo).</summary>
-    public string ApiKey { get; } = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+    public string ApiKey => _settings.ApiKey ?? _generatedKey;
+
+    private readonly string _generatedKey = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
 
     public int SelectionPort { get; private set; }
 
@@ -38,7 +43,7 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
     {
         // Broker: private, on loopback, its own data directory and ports.
         var brokerDir = Path.Combine(outDirectory, "broker");
-        var amqpPort = Repo.FreePort();
+        var amqpPort = _settings.KeepBrokerData ? KeptAmqpPort(brokerDir) : Repo.FreePort();
         var brokerEnv = new Dictionary<string, string>
         {
             ["JESTMESH_AMQP_PORT"] = amqpPort.ToString(CultureInfo.InvariantCulture),
@@ -49,7 +54,10 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
         _started.Push(new Cleanup(async () =>
         {
             await Repo.RunAsync(repo.Script("broker.sh"), ["stop", brokerDir], repo.Root, CancellationToken.None, brokerEnv);
-            Directory.Delete(brokerDir, recursive: true);
+            if (!_settings.KeepBrokerData)
+            {
+                Directory.Delete(brokerDir, recursive: true);
+            }
         }));
         var code = await Repo.RunAsync(repo.Script("broker.sh"), ["start", brokerDir], repo.Root, cancellationToken, brokerEnv, line => uri = line.Trim());
         if (code != 0 || !uri.StartsWith("amqp://", StringComparison.Ordinal))
@@ -67,7 +75,7 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
             say($"traces: received on {_otlp.Endpoint} and forwarded to {otlpForward} (OTLP/HTTP)");
         }
 
-        var cache = Path.Combine(repo.Root, ".jestmesh", "cache", $"scoring-{ReferenceCheckpoint.Sha256(reference)[..16]}.bin");
+        var cache = Path.Combine(_settings.CacheDirectory ?? Path.Combine(repo.Root, ".jestmesh", "cache"), $"scoring-{ReferenceCheckpoint.Sha256(reference)[..16]}.bin");
         Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
         Start("JestMesh.Scoring", new()
         {
@@ -77,7 +85,7 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
             // One super-batch at a time keeps Ingest's order (two at once may publish them swapped).
             ["Messaging__ConsumerConcurrency"] = "1",
         });
-        SelectionPort = Repo.FreePort();
+        SelectionPort = _settings.SelectionPort ?? Repo.FreePort();
         // One router delivery at a time keeps each job's super-batches in Ingest's order, so a run with
         // a fixed seed is reproducible (the service's default of 4 may reorder them for throughput).
         Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = ApiKey, ["Selection__LogStream"] = LogStream, ["Messaging__ConsumerConcurrency"] = "1" }, SelectionPort);
@@ -85,6 +93,30 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
         await WaitUntilAsync("Selection serves gRPC and has its batch log", async ct =>
             await Repo.PortOpenAsync(SelectionPort, ct) && await _probe.DepthAsync(LogStream, ct) is not null, cancellationToken);
         say($"pipeline: Scoring and Selection ready (Selection on 127.0.0.1:{SelectionPort})");
+    }
+
+    /// <summary>
+    /// The broker's AMQP port for a kept data directory: RabbitMQ names its node (and so its data) after the port, so a
+    /// restart must reuse the port recorded at the first start. A taken port is refused rather than replaced.
+    /// </summary>
+    private static int KeptAmqpPort(string brokerDir)
+    {
+        var file = Path.Combine(brokerDir, "amqp-port");
+        if (File.Exists(file) && int.TryParse(File.ReadAllText(file).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var kept))
+        {
+            if (!Repo.PortFree(kept))
+            {
+                throw new InvalidOperationException($"the broker of {brokerDir} listens on 127.0.0.1:{kept} (its data is named after that port), which is taken: " +
+                    "is another `jestmesh up` running on this --state?");
+            }
+
+            return kept;
+        }
+
+        var port = Repo.FreePort();
+        Directory.CreateDirectory(brokerDir);
+        File.WriteAllText(file, port.ToString(CultureInfo.InvariantCulture));
+        return port;
     }
 
     /// <summary>Starts a service host as a child process wired to the broker and the OTLP receiver; stopped with the pipeline.</summary>
@@ -108,6 +140,9 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
         _started.Push(child);
         return child;
     }
+
+    /// <summary>A process started here that has exited (none while all run).</summary>
+    public ChildProcess? FirstExited() => _started.OfType<ChildProcess>().FirstOrDefault(p => p.HasExited);
 
     /// <summary>Polls <paramref name="condition"/> until it holds; fails early, with its log's tail, when a started process exits.</summary>
     public async Task WaitUntilAsync(string what, Func<CancellationToken, Task<bool>> condition, CancellationToken cancellationToken, TimeSpan? deadline = null)
@@ -174,4 +209,20 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
     {
         public async ValueTask DisposeAsync() => await action();
     }
+}
+
+/// <summary>What differs between the pipelines of <c>demo</c> (defaults: throwaway broker, free ports, fresh key) and <c>up</c>.</summary>
+internal sealed record PipelineSettings
+{
+    /// <summary>Keep the broker's data directory (and its AMQP port) across starts, so queues and Selection's batch log survive.</summary>
+    public bool KeepBrokerData { get; init; }
+
+    /// <summary>Selection's gRPC port (null: a free one).</summary>
+    public int? SelectionPort { get; init; }
+
+    /// <summary>Selection's API key (null: a fresh random one).</summary>
+    public string? ApiKey { get; init; }
+
+    /// <summary>Directory of Scoring's reference-embedding cache file (null: the repository's <c>.jestmesh/cache</c>).</summary>
+    public string? CacheDirectory { get; init; }
 }

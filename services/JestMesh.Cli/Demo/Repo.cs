@@ -139,6 +139,21 @@ internal sealed class Repo(string root)
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
+    /// <summary>Whether a process could listen on <paramref name="port"/> on loopback right now.</summary>
+    public static bool PortFree(int port)
+    {
+        try
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
     public static async Task<bool> PortOpenAsync(int port, CancellationToken cancellationToken)
     {
         using var client = new TcpClient();

@@ -32,18 +32,7 @@ internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string ou
         var n = plan.SuperBatchSize(run.FilterRatio);
         await using var log = await pipeline.Probe.FollowLogAsync(LocalPipeline.LogStream, cancellationToken);
         progress.Start();
-        var ingest = pipeline.Start("JestMesh.Ingest", new()
-        {
-            ["Ingest__Job"] = job,
-            ["Ingest__SuperBatchSize"] = n.ToString(CultureInfo.InvariantCulture),
-            ["Ingest__MaxSuperBatches"] = plan.Steps.ToString(CultureInfo.InvariantCulture),
-            ["Ingest__Epochs"] = (((long)plan.Steps * n / 50_000) + 2).ToString(CultureInfo.InvariantCulture),
-            ["Ingest__DataSeed"] = plan.DataSeed.ToString(CultureInfo.InvariantCulture),
-            // The learner's seed also orders the stream, as in `train --inproc --seed`.
-            ["Ingest__OrderSeed"] = plan.Seed.ToString(CultureInfo.InvariantCulture),
-            ["Ingest__SwappedShare"] = plan.SwappedShare.ToString(CultureInfo.InvariantCulture),
-            ["Ingest__CuratedSize"] = plan.CuratedSize.ToString(CultureInfo.InvariantCulture),
-        }, logName: "ingest-" + run.Slug);
+        var ingest = pipeline.Start("JestMesh.Ingest", IngestSettings(plan, job, n, plan.Steps, ((long)plan.Steps * n / 50_000) + 2), logName: "ingest-" + run.Slug);
         var trainer = pipeline.Start("JestMesh.Trainer", new()
         {
             ["Trainer__SelectionAddress"] = $"http://127.0.0.1:{pipeline.SelectionPort}",
@@ -112,6 +101,20 @@ internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string ou
         progress.Stop();
         return data;
     }
+
+    /// <summary>Ingest's settings for one job over the built-in pool (<paramref name="maxSuperBatches"/> 0: no limit); shared with <c>./jestmesh up</c>.</summary>
+    internal static Dictionary<string, string> IngestSettings(DemoPlan plan, string job, int superBatchSize, int maxSuperBatches, long epochs) => new()
+    {
+        ["Ingest__Job"] = job,
+        ["Ingest__SuperBatchSize"] = superBatchSize.ToString(CultureInfo.InvariantCulture),
+        ["Ingest__MaxSuperBatches"] = maxSuperBatches.ToString(CultureInfo.InvariantCulture),
+        ["Ingest__Epochs"] = epochs.ToString(CultureInfo.InvariantCulture),
+        ["Ingest__DataSeed"] = plan.DataSeed.ToString(CultureInfo.InvariantCulture),
+        // The learner's seed also orders the stream, as in `train --inproc --seed`.
+        ["Ingest__OrderSeed"] = plan.Seed.ToString(CultureInfo.InvariantCulture),
+        ["Ingest__SwappedShare"] = plan.SwappedShare.ToString(CultureInfo.InvariantCulture),
+        ["Ingest__CuratedSize"] = plan.CuratedSize.ToString(CultureInfo.InvariantCulture),
+    };
 
     private static string Describe(RunSummary? summary) =>
         summary is { Evaluations.Count: > 0 } s ? $"step {s.Evaluations[^1].Step}: zero-shot {s.Evaluations[^1].ZeroShotAcc:P1}" : "";

@@ -1,0 +1,66 @@
+using System.CommandLine;
+using JestMesh.Cli.Demo;
+
+namespace JestMesh.Cli.Commands;
+
+/// <summary><c>./jestmesh up</c>: the local stack for a user's own trainer, in the foreground.</summary>
+internal static class UpCommand
+{
+    public static Command Create()
+    {
+        var jobs = new Option<string[]>("--job") { Description = "A job to publish the built-in Fashion-MNIST pool for (repeatable; default one job, default).", AllowMultipleArgumentsPerToken = false };
+        var state = new Option<string>("--state") { Description = "Directory for the broker's data (and so Selection's batch log), Scoring's cache and the logs; kept, so a restart resumes sessions.", DefaultValueFactory = _ => ".jestmesh/up" };
+        var reference = new Option<string?>("--reference") { Description = "Reference checkpoint directory: reused when its SHA-256 and data settings match, trained there otherwise (default .jestmesh/reference)." };
+        var port = new Option<int>("--port") { Description = $"Selection's gRPC port on 127.0.0.1 (refused if taken).", DefaultValueFactory = _ => UpOptions.DefaultPort };
+        var apiKey = new Option<string?>("--api-key") { Description = "The key trainers must send (at least 16 characters; default: generated and printed)." };
+        var command = new Command("up", "Start a private broker, Scoring, Selection and one Ingest per job on loopback, in the foreground, for your own trainer; Ctrl-C stops it.");
+        foreach (var o in new Option[] { jobs, state, reference, port, apiKey })
+        {
+            command.Options.Add(o);
+        }
+
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var (stop, registrations) = UpRunner.StopSignals(cancellationToken);
+            try
+            {
+                var names = parse.GetValue(jobs) is { Length: > 0 } j ? j : ["default"];
+                if (names.FirstOrDefault(n => n.Length == 0 || !n.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')) is { } bad)
+                {
+                    throw new ArgumentException($"--job '{bad}': use letters, digits, '-', '_' and '.'.");
+                }
+
+                var options = new UpOptions
+                {
+                    Jobs = [.. names.Distinct(StringComparer.Ordinal)],
+                    State = parse.GetValue(state)!,
+                    Reference = parse.GetValue(reference),
+                    Port = parse.GetValue(port),
+                    ApiKey = parse.GetValue(apiKey),
+                };
+                return await new UpRunner(options, Repo.Locate(), Console.Out).RunAsync(stop.Token);
+            }
+            catch (Exception e) when (stop.IsCancellationRequested && e is OperationCanceledException or InvalidOperationException or TimeoutException)
+            {
+                // Ctrl-C in a terminal also reaches the services (one process group): one may exit before `up` sees the signal.
+                Console.Out.WriteLine("up: stopped before it was ready; everything it started was stopped.");
+                return 0;
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or InvalidDataException or TimeoutException or IOException)
+            {
+                Console.Error.WriteLine($"up: {e.Message}");
+                return 1;
+            }
+            finally
+            {
+                foreach (var r in registrations)
+                {
+                    r.Dispose();
+                }
+
+                stop.Dispose();
+            }
+        });
+        return command;
+    }
+}

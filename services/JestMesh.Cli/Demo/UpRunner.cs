@@ -1,0 +1,135 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+
+namespace JestMesh.Cli.Demo;
+
+/// <summary>Settings of one <c>./jestmesh up</c> invocation.</summary>
+internal sealed record UpOptions
+{
+    /// <summary>The documented default gRPC port of Selection.</summary>
+    public const int DefaultPort = 50051;
+
+    /// <summary>The jobs Ingest publishes the built-in pool for (one Ingest each).</summary>
+    public required IReadOnlyList<string> Jobs { get; init; }
+
+    /// <summary>Broker data, Scoring's cache and the logs; kept across runs, so sessions resume.</summary>
+    public required string State { get; init; }
+
+    public string? Reference { get; init; }
+
+    public int Port { get; init; } = DefaultPort;
+
+    public string? ApiKey { get; init; }
+
+    /// <summary>Seconds between health lines.</summary>
+    public double HealthEvery { get; init; } = 5;
+}
+
+/// <summary>
+/// <c>./jestmesh up</c>: the <see cref="LocalPipeline"/> (private broker kept under --state, Scoring, Selection on a fixed
+/// port) plus one Ingest per job over the built-in Fashion-MNIST pool, in the foreground until SIGINT or SIGTERM.
+/// Prints one <c>ready address=… api_key=… jobs=…</c> line once Selection serves and every job has its first scored
+/// super-batch (its queue exists, observed on the broker), then a plain health line now and then.
+/// </summary>
+internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
+{
+    public static readonly string[] Hosts = ["JestMesh.Ingest", "JestMesh.Scoring", "JestMesh.Selection"];
+
+    /// <summary>Learner batch and filter ratio the Ingest super-batches are sized for (N = 640 at b = 128, f = 0.8).</summary>
+    public const double FilterRatio = 0.8;
+
+    /// <summary>Selection's per-job queue of scored super-batches (the router declares it with the job's first one).</summary>
+    public static string JobQueue(string job) => $"{LocalPipeline.ScoredQueue}.job.{job}";
+
+    public async Task<int> RunAsync(CancellationToken cancellationToken)
+    {
+        if (options.ApiKey is { Length: < 16 })
+        {
+            throw new ArgumentException("--api-key must be at least 16 characters (Selection refuses shorter keys).");
+        }
+
+        if (!Repo.PortFree(options.Port))
+        {
+            throw new InvalidOperationException($"--port {options.Port}: 127.0.0.1:{options.Port} is taken; pass a free port with --port.");
+        }
+
+        var state = Path.GetFullPath(options.State);
+        Directory.CreateDirectory(state);
+        await DemoRunner.SetupAsync(repo, cancellationToken);
+        await repo.EnsureBuiltAsync(Hosts, Say, cancellationToken);
+        var plan = DemoPlan.Create(quick: false, withF05: false);
+        var reference = await DemoRunner.EnsureReferenceAsync(repo, options.Reference, plan, Say, cancellationToken);
+        var settings = new PipelineSettings
+        {
+            KeepBrokerData = true,
+            SelectionPort = options.Port,
+            ApiKey = options.ApiKey,
+            CacheDirectory = state,
+        };
+        await using var pipeline = new LocalPipeline(repo, state, otlpForward: null, Say, settings);
+        await pipeline.StartAsync(reference, cancellationToken);
+        var n = plan.SuperBatchSize(FilterRatio);
+        foreach (var job in options.Jobs)
+        {
+            // Ingest's most epochs (10,000 passes over the pool): it keeps the job's queue topped up (waiting while the queue
+            // is full) until `up` stops, and then stays up without publishing.
+            pipeline.Start("JestMesh.Ingest", RunDriver.IngestSettings(plan, job, n, maxSuperBatches: 0, epochs: 10_000), logName: "ingest-" + job);
+        }
+
+        foreach (var job in options.Jobs)
+        {
+            await pipeline.WaitUntilAsync($"job {job} has its first scored super-batch", async ct => await pipeline.Probe.DepthAsync(JobQueue(job), ct) is not null,
+                cancellationToken, TimeSpan.FromMinutes(15));
+        }
+
+        await stdout.WriteLineAsync($"ready address=127.0.0.1:{pipeline.SelectionPort} api_key={pipeline.ApiKey} jobs={string.Join(',', options.Jobs)}");
+        await stdout.FlushAsync(cancellationToken);
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(options.HealthEvery), cancellationToken);
+                // A service that died takes the stack down with it (exit 1) rather than leave trainers waiting.
+                if (pipeline.FirstExited() is { } dead)
+                {
+                    throw new InvalidOperationException($"{dead.Name} exited (code {dead.ExitCode}); stopping everything. Its log {dead.LogPath} ends:\n{dead.Tail()}");
+                }
+
+                await stdout.WriteLineAsync(await HealthLineAsync(pipeline, cancellationToken));
+                await stdout.FlushAsync(cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            Say("stopping: the services, then the broker (its data stays in " + Path.Combine(state, "broker") + ")");
+        }
+
+        return 0;
+    }
+
+    private async Task<string> HealthLineAsync(LocalPipeline pipeline, CancellationToken cancellationToken)
+    {
+        var parts = new List<string>();
+        foreach (var (q, label) in new[] { (LocalPipeline.SuperBatchQueue, "super-batches"), (LocalPipeline.ScoredQueue, "scored"), (LocalPipeline.DeadLetterQueue, "dead") }
+            .Concat(options.Jobs.Select(j => (JobQueue(j), "job " + j))))
+        {
+            parts.Add($"{label} {(await pipeline.Probe.DepthAsync(q, cancellationToken))?.Messages.ToString(CultureInfo.InvariantCulture) ?? "-"}");
+        }
+
+        return "health: queue depths " + string.Join(", ", parts);
+    }
+
+    private void Say(string message) => stdout.WriteLine($"{DateTime.Now:HH:mm:ss} {message}");
+
+    /// <summary>A token cancelled by SIGINT or SIGTERM (either stops <c>up</c> cleanly, exit 0).</summary>
+    public static (CancellationTokenSource Source, IDisposable[] Registrations) StopSignals(CancellationToken outer)
+    {
+        var source = CancellationTokenSource.CreateLinkedTokenSource(outer);
+        IDisposable[] registrations = [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM }.Select(s => PosixSignalRegistration.Create(s, context =>
+        {
+            context.Cancel = true;
+            source.Cancel();
+        }))];
+        return (source, registrations);
+    }
+}
