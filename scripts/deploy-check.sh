@@ -97,7 +97,10 @@ if [ "$boot" = 1 ]; then
   if [ "${missing:-0}" = 1 ]; then
     say "building the hosts (Release)"
     "$root/scripts/setup.sh" > /dev/null
-    dotnet build services/JestMesh.Cli -c Release --nologo -v quiet -clp:ErrorsOnly || die "build"
+    # The CLI references no host (it starts them as processes), so each host is built on its own.
+    for project in Scoring Selection Trainer Ingest Cli; do
+      dotnet build "services/JestMesh.$project" -c Release --nologo -v quiet -clp:ErrorsOnly || die "build of JestMesh.$project"
+    done
   fi
   [ -d /usr/share/datasets/fashion-mnist ] || "$root/scripts/setup.sh" > /dev/null
   export JESTMESH_AMQP_PORT=6199
