@@ -4,17 +4,41 @@
 #   scripts/broker.sh stop  [DIR]   stop it and every process it started (epmd included)
 #   scripts/broker.sh ctl   [DIR] ARGS...   rabbitmqctl against it (e.g. stop_app, start_app)
 # Ports come from JESTMESH_AMQP_PORT (default 5679) and JESTMESH_DIST_PORT (default AMQP + 20000).
+#
+# A cluster: JESTMESH_BROKER_NODES=N (e.g. 3) starts N nodes on AMQP ports PORT .. PORT+N-1 (each
+# with its own node name jestmesh-PORT@localhost, distribution port AMQP + 20000 and data directory
+# DIR/node-PORT), joins them into one cluster and prints their URIs comma-separated: the form
+# Messaging:Uri takes for a client that fails over between nodes. `start` again restarts any node
+# that died (it rejoins by itself from its data directory); `stop` stops them all; `ctl` talks to
+# the node on JESTMESH_AMQP_PORT; `kill DIR PORT` SIGKILLs one node (a crash, for failover tests).
 # Running as root, the packaged wrapper switches to the rabbitmq user and trips over root-owned
 # directories, so the server script is started directly with everything pointing into DIR.
 set -euo pipefail
 
-cmd=${1:?usage: broker.sh start|stop|ctl [DIR] [ARGS...]}
-dir=${2:-${JESTMESH_BROKER_DIR:-/tmp/jestmesh-broker}}
+cmd=${1:?usage: broker.sh start|stop|ctl|kill [DIR] [ARGS...]}
+base_dir=${2:-${JESTMESH_BROKER_DIR:-/tmp/jestmesh-broker}}
 shift $(( $# >= 2 ? 2 : 1 ))
-port=${JESTMESH_AMQP_PORT:-5679}
-dist=${JESTMESH_DIST_PORT:-$((port + 20000))}
-node="jestmesh-$port@localhost"
+base_port=${JESTMESH_AMQP_PORT:-5679}
+nodes=${JESTMESH_BROKER_NODES:-1}
 rmq_bin=/usr/lib/rabbitmq/bin
+case "$nodes" in
+  ''|*[!0-9]*|0) echo "broker.sh: JESTMESH_BROKER_NODES must be a positive integer, not '$nodes'" >&2; exit 2 ;;
+esac
+
+# Selects node $1 (its AMQP port): sets port, dist, node and dir. A single broker keeps the
+# layout it always had (DIR itself); cluster nodes live in DIR/node-PORT.
+select_node() {
+  port=$1
+  if [ "$nodes" = 1 ] && [ ! -d "$base_dir/node-$port" ]; then
+    dir=$base_dir
+    dist=${JESTMESH_DIST_PORT:-$((port + 20000))}
+  else
+    dir=$base_dir/node-$port
+    dist=$((port + 20000))
+  fi
+  node="jestmesh-$port@localhost"
+}
+select_node "$base_port"
 
 env_for_broker() {
   export HOME="$dir/home"
@@ -34,50 +58,106 @@ env_for_broker() {
   export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 }
 
+start_node() {
+  select_node "$1"
+  mkdir -p "$dir/home" "$dir/mnesia" "$dir/log"
+  env_for_broker
+  echo "[]." > "$dir/enabled_plugins"
+  cat > "$dir/rabbitmq.conf" <<CONF
+listeners.tcp.1 = 127.0.0.1:$port
+loopback_users = none
+vm_memory_high_watermark.relative = 0.2
+disk_free_limit.absolute = 50MB
+CONF
+  echo "[]." > "$dir/advanced.config"
+  if [ -f "$dir/rabbit.pid" ] && kill -0 "$(cat "$dir/rabbit.pid")" 2>/dev/null; then
+    return 0
+  fi
+  # The Erlang cookie must be private to HOME, or rabbitmqctl refuses it; cluster nodes share one.
+  if [ ! -f "$HOME/.erlang.cookie" ]; then
+    if [ -n "${cookie:-}" ]; then printf '%s' "$cookie" > "$HOME/.erlang.cookie"; else head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$HOME/.erlang.cookie"; fi
+    chmod 400 "$HOME/.erlang.cookie"
+  fi
+  cookie=$(cat "$HOME/.erlang.cookie")
+  rm -f "$dir/rabbit.pid"
+  setsid "$rmq_bin/rabbitmq-server" > "$dir/log/console.log" 2>&1 < /dev/null &
+  started_nodes="${started_nodes:-} $port"
+}
+
+wait_node() {
+  select_node "$1"
+  env_for_broker
+  "$rmq_bin/rabbitmqctl" -n "$node" wait --timeout 90 "$dir/rabbit.pid" > /dev/null
+}
+
+stop_node() {
+  select_node "$1"
+  env_for_broker
+  if [ -f "$dir/rabbit.pid" ]; then
+    pid=$(cat "$dir/rabbit.pid")
+    "$rmq_bin/rabbitmqctl" -n "$node" stop "$dir/rabbit.pid" > /dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+    rm -f "$dir/rabbit.pid"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  pkill -f "$dir/mnesia" 2>/dev/null || true
+}
+
+ports() { seq "$base_port" $((base_port + nodes - 1)); }
+
+uris() {
+  local out="" p
+  for p in $(ports); do out="${out:+$out,}amqp://guest:guest@127.0.0.1:$p/"; done
+  echo "$out"
+}
+
 case "$cmd" in
   start)
     if [ ! -x "$rmq_bin/rabbitmq-server" ]; then
       echo "broker.sh: RabbitMQ is not installed; run: apt-get install -y rabbitmq-server" >&2
       exit 2
     fi
-    mkdir -p "$dir/home" "$dir/mnesia" "$dir/log"
-    env_for_broker
-    echo "[]." > "$dir/enabled_plugins"
-    cat > "$dir/rabbitmq.conf" <<CONF
-listeners.tcp.1 = 127.0.0.1:$port
-loopback_users = none
-vm_memory_high_watermark.relative = 0.2
-disk_free_limit.absolute = 50MB
-CONF
-    echo "[]." > "$dir/advanced.config"
-    if [ -f "$dir/rabbit.pid" ] && kill -0 "$(cat "$dir/rabbit.pid")" 2>/dev/null; then
-      echo "amqp://guest:guest@127.0.0.1:$port/"
-      exit 0
+    cookie=""
+    started_nodes=""
+    for p in $(ports); do start_node "$p"; done
+    for p in $(ports); do wait_node "$p"; done
+    # Join every node that is not yet in the first node's cluster (a node restarted after a
+    # crash is a member already and rejoins by itself).
+    if [ "$nodes" -gt 1 ]; then
+      select_node "$base_port"; first=$node
+      for p in $(ports | tail -n +2); do
+        select_node "$p"; env_for_broker
+        if ! "$rmq_bin/rabbitmqctl" -n "$node" cluster_status --formatter json 2>/dev/null | grep -q "\"$first\""; then
+          "$rmq_bin/rabbitmqctl" -n "$node" stop_app > /dev/null
+          "$rmq_bin/rabbitmqctl" -n "$node" join_cluster "$first" > /dev/null
+          "$rmq_bin/rabbitmqctl" -n "$node" start_app > /dev/null
+        fi
+      done
     fi
-    # The Erlang cookie must be private to HOME, or rabbitmqctl refuses it.
-    [ -f "$HOME/.erlang.cookie" ] || { head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$HOME/.erlang.cookie"; chmod 400 "$HOME/.erlang.cookie"; }
-    setsid "$rmq_bin/rabbitmq-server" > "$dir/log/console.log" 2>&1 < /dev/null &
-    "$rmq_bin/rabbitmqctl" -n "$node" wait --timeout 90 "$dir/rabbit.pid" > /dev/null
-    echo "amqp://guest:guest@127.0.0.1:$port/"
+    uris
     ;;
   stop)
-    env_for_broker
-    if [ -f "$dir/rabbit.pid" ]; then
-      pid=$(cat "$dir/rabbit.pid")
-      "$rmq_bin/rabbitmqctl" -n "$node" stop "$dir/rabbit.pid" > /dev/null 2>&1 || kill "$pid" 2>/dev/null || true
-      rm -f "$dir/rabbit.pid"
-      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if [ "$nodes" = 1 ]; then
+      # Whatever was started in DIR: one broker, or the nodes of a cluster.
+      found=$(find "$base_dir" -maxdepth 1 -type d -name 'node-*' 2>/dev/null | sed 's/.*node-//' || true)
+      if [ -n "$found" ]; then nodes=$(echo "$found" | wc -l); for p in $found; do stop_node "$p"; done; else stop_node "$base_port"; fi
+    else
+      for p in $(ports); do stop_node "$p"; done
     fi
-    pkill -f "$dir/mnesia" 2>/dev/null || true
     # epmd outlives the node; stop it once no Erlang node is left on this machine.
     pgrep -x beam.smp > /dev/null || pkill -x epmd 2>/dev/null || true
+    ;;
+  kill)
+    victim=${1:?usage: broker.sh kill DIR PORT}
+    select_node "$victim"
+    [ -f "$dir/rabbit.pid" ] || { echo "broker.sh: no node on port $victim in $base_dir" >&2; exit 2; }
+    kill -9 "$(cat "$dir/rabbit.pid")"
     ;;
   ctl)
     env_for_broker
     exec "$rmq_bin/rabbitmqctl" -n "$node" "$@"
     ;;
   *)
-    echo "broker.sh: unknown command '$cmd' (start|stop|ctl)" >&2
+    echo "broker.sh: unknown command '$cmd' (start|stop|ctl|kill)" >&2
     exit 2
     ;;
 esac

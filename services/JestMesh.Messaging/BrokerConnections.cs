@@ -93,9 +93,10 @@ public sealed partial class BrokerConnections : IAsyncDisposable
 
     private async Task<IConnection> ConnectWithRetryAsync(string role, CancellationToken cancellationToken)
     {
+        var address = BrokerAddress.Parse(_options.Uri);
         var factory = new ConnectionFactory
         {
-            Uri = new Uri(_options.Uri),
+            Uri = address.Primary,
             AutomaticRecoveryEnabled = true,
             TopologyRecoveryEnabled = true,
             NetworkRecoveryInterval = _options.RecoveryInterval,
@@ -109,7 +110,9 @@ public sealed partial class BrokerConnections : IAsyncDisposable
         {
             try
             {
-                var connection = await factory.CreateConnectionAsync(cancellationToken);
+                // The endpoint list serves the first connect and every recovery: a lost node is
+                // replaced by any other node of the cluster.
+                var connection = await factory.CreateConnectionAsync(address.Endpoints, cancellationToken);
                 connection.ConnectionShutdownAsync += (_, args) =>
                 {
                     if (args.Initiator != ShutdownInitiator.Application)
@@ -120,10 +123,10 @@ public sealed partial class BrokerConnections : IAsyncDisposable
                 };
                 connection.RecoverySucceededAsync += (_, _) =>
                 {
-                    LogConnectionRecovered(_logger, role);
+                    LogConnectionRecovered(_logger, role, connection.Endpoint.HostName, connection.Endpoint.Port);
                     return Task.CompletedTask;
                 };
-                LogConnected(_logger, role, factory.HostName, factory.Port);
+                LogConnected(_logger, role, connection.Endpoint.HostName, connection.Endpoint.Port);
                 return connection;
             }
             catch (BrokerUnreachableException ex)
@@ -169,6 +172,6 @@ public sealed partial class BrokerConnections : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "Broker {Role} connection lost: {Reason}")]
     private static partial void LogConnectionLost(ILogger logger, string role, string reason);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Broker {Role} connection recovered")]
-    private static partial void LogConnectionRecovered(ILogger logger, string role);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Broker {Role} connection recovered to {Host}:{Port}")]
+    private static partial void LogConnectionRecovered(ILogger logger, string role, string host, int port);
 }

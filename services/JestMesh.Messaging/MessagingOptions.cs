@@ -7,7 +7,10 @@ public sealed class MessagingOptions : IValidatableObject
 {
     public const string SectionName = "Messaging";
 
-    /// <summary>AMQP URI of the broker, e.g. amqp://user:pass@host:5672/. Credentials come from a Secret in k8s.</summary>
+    /// <summary>
+    /// AMQP URI of the broker, e.g. amqp://user:pass@host:5672/, or of every node of a cluster,
+    /// separated by commas (see <see cref="BrokerAddress"/>). Credentials come from a Secret in k8s.
+    /// </summary>
     [Required]
     public string Uri { get; set; } = "";
 
@@ -60,10 +63,9 @@ public sealed class MessagingOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        if (!string.IsNullOrEmpty(Uri)
-            && (!System.Uri.TryCreate(Uri, UriKind.Absolute, out var parsed) || (parsed.Scheme != "amqp" && parsed.Scheme != "amqps")))
+        if (!string.IsNullOrEmpty(Uri) && !BrokerAddress.TryParse(Uri, out _, out var error))
         {
-            yield return new ValidationResult("must be an absolute amqp:// or amqps:// URI.", [nameof(Uri)]);
+            yield return new ValidationResult(error, [nameof(Uri)]);
         }
         if (ConsumerConcurrency > Prefetch)
         {

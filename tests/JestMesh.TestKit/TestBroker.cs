@@ -13,16 +13,21 @@ public sealed class TestBroker : IAsyncDisposable
     private readonly string _script;
     private readonly string _directory;
     private readonly int _port;
+    private readonly int _nodes;
     private readonly bool _owned;
 
-    private TestBroker(string uri, string script, string directory, int port, bool owned)
+    private TestBroker(string uri, string script, string directory, int port, bool owned, int nodes = 1)
     {
         Uri = uri;
         _script = script;
         _directory = directory;
         _port = port;
         _owned = owned;
+        _nodes = nodes;
     }
+
+    /// <summary>AMQP ports of the broker's nodes (one, or every node of a cluster).</summary>
+    public IReadOnlyList<int> NodePorts => Enumerable.Range(_port, _nodes).ToArray();
 
     /// <summary>AMQP URI of the broker.</summary>
     public string Uri { get; }
@@ -44,7 +49,14 @@ public sealed class TestBroker : IAsyncDisposable
     /// Starts a broker of its own on JESTMESH_AMQP_PORT + <paramref name="portOffset"/>, for tests that
     /// restart the broker: stopping the shared one would disturb test assemblies running beside them.
     /// </summary>
-    public static async Task<TestBroker> StartPrivateAsync(int portOffset)
+    public static Task<TestBroker> StartPrivateAsync(int portOffset) => StartClusterAsync(portOffset, nodes: 1);
+
+    /// <summary>
+    /// Starts a cluster of its own: <paramref name="nodes"/> RabbitMQ nodes on JESTMESH_AMQP_PORT +
+    /// <paramref name="portOffset"/> and the ports after it, joined into one cluster (scripts/broker.sh
+    /// with JESTMESH_BROKER_NODES). <see cref="Uri"/> lists every node, as Messaging:Uri takes them.
+    /// </summary>
+    public static async Task<TestBroker> StartClusterAsync(int portOffset, int nodes)
     {
         var basePort = int.Parse(Environment.GetEnvironmentVariable("JESTMESH_AMQP_PORT") ?? "5679", System.Globalization.CultureInfo.InvariantCulture);
         var port = basePort + portOffset;
@@ -54,17 +66,41 @@ public sealed class TestBroker : IAsyncDisposable
         string output;
         try
         {
-            output = await RunAsync(script, port, "start", directory);
+            output = await RunAsync(script, port, nodes, "start", directory);
         }
         catch
         {
             // The broker runs in a session of its own: a start that failed or timed out can still
             // leave it running, and nobody else knows its directory.
-            await RunAsync(script, port, "stop", directory).ContinueWith(_ => { }, TaskScheduler.Default);
+            await RunAsync(script, port, nodes, "stop", directory).ContinueWith(_ => { }, TaskScheduler.Default);
             throw;
         }
-        return new TestBroker(output.Trim(), script, directory, port, owned: true);
+        return new TestBroker(output.Trim(), script, directory, port, owned: true, nodes);
     }
+
+    /// <summary>SIGKILLs the node on <paramref name="nodePort"/>: a crash, no goodbye to clients or peers.</summary>
+    public Task KillNodeAsync(int nodePort) => RunAsync(_script, _port, _nodes, "kill", _directory, nodePort.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>Starts every node that is not running (a killed node restarts from its data and rejoins).</summary>
+    public Task RestartDeadNodesAsync() => RunAsync(_script, _port, _nodes, "start", _directory);
+
+    /// <summary>Leader node and member nodes (node names) of the quorum queue <paramref name="queue"/>, asked of node <paramref name="nodePort"/>.</summary>
+    public async Task<(string Leader, IReadOnlyList<string> Members)> QuorumQueueAsync(string queue, int nodePort)
+    {
+        var json = await RunAsync(_script, nodePort, _nodes, "ctl", _directory, "list_queues", "name", "leader", "members", "--formatter", "json", "-q");
+        using var document = System.Text.Json.JsonDocument.Parse(json);
+        foreach (var row in document.RootElement.EnumerateArray())
+        {
+            if (row.GetProperty("name").GetString() == queue)
+            {
+                return (row.GetProperty("leader").GetString() ?? "", row.GetProperty("members").EnumerateArray().Select(m => m.GetString() ?? "").ToArray());
+            }
+        }
+        throw new InvalidOperationException($"queue {queue} is not listed by node {nodePort}:\n{json}");
+    }
+
+    /// <summary>Node name of the node on <paramref name="nodePort"/> (as the broker lists members and leaders).</summary>
+    public static string NodeName(int nodePort) => $"jestmesh-{nodePort}@localhost";
 
     /// <summary>MessagingOptions for this broker with a unique queue prefix and test-friendly timings.</summary>
     public MessagingOptions Options(string prefix) => new()
@@ -77,10 +113,10 @@ public sealed class TestBroker : IAsyncDisposable
     };
 
     /// <summary>rabbitmqctl stop_app: every connection drops, queues and messages stay on disk.</summary>
-    public Task StopAppAsync() => RunAsync(_script, _port, "ctl", _directory, "stop_app");
+    public Task StopAppAsync() => RunAsync(_script, _port, _nodes, "ctl", _directory, "stop_app");
 
     /// <summary>rabbitmqctl start_app (returns once the application runs).</summary>
-    public Task StartAppAsync() => RunAsync(_script, _port, "ctl", _directory, "start_app");
+    public Task StartAppAsync() => RunAsync(_script, _port, _nodes, "ctl", _directory, "start_app");
 
     /// <summary>
     /// Closes, from the broker's side, the client connection whose local port is <paramref name="clientPort"/>
@@ -88,12 +124,12 @@ public sealed class TestBroker : IAsyncDisposable
     /// </summary>
     public async Task CloseConnectionAsync(int clientPort, string reason)
     {
-        var listing = await RunAsync(_script, _port, "ctl", _directory, "list_connections", "pid", "peer_port", "-q", "--no-table-headers");
+        var listing = await RunAsync(_script, _port, _nodes, "ctl", _directory, "list_connections", "pid", "peer_port", "-q", "--no-table-headers");
         var pid = listing.Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(line => line.Split('\t', StringSplitOptions.TrimEntries))
             .FirstOrDefault(columns => columns.Length == 2 && columns[1] == clientPort.ToString(System.Globalization.CultureInfo.InvariantCulture))?[0]
             ?? throw new InvalidOperationException($"No broker connection from client port {clientPort}; connections:\n{listing}");
-        await RunAsync(_script, _port, "ctl", _directory, "close_connection", pid, reason);
+        await RunAsync(_script, _port, _nodes, "ctl", _directory, "close_connection", pid, reason);
     }
 
     private static readonly TimeSpan ScriptDeadline = TimeSpan.FromMinutes(10);
@@ -109,7 +145,7 @@ public sealed class TestBroker : IAsyncDisposable
         return script;
     }
 
-    private static async Task<string> RunAsync(string script, int port, string command, string directory, params string[] arguments)
+    private static async Task<string> RunAsync(string script, int port, int nodes, string command, string directory, params string[] arguments)
     {
         var start = new ProcessStartInfo(script) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(command);
@@ -119,6 +155,7 @@ public sealed class TestBroker : IAsyncDisposable
             start.ArgumentList.Add(argument);
         }
         start.Environment["JESTMESH_AMQP_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        start.Environment["JESTMESH_BROKER_NODES"] = nodes.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment.Remove("JESTMESH_DIST_PORT");
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not run {script}.");
         var stdout = process.StandardOutput.ReadToEndAsync();
@@ -148,7 +185,7 @@ public sealed class TestBroker : IAsyncDisposable
         {
             return;
         }
-        await RunAsync(_script, _port, "stop", _directory);
+        await RunAsync(_script, _port, _nodes, "stop", _directory);
         try
         {
             Directory.Delete(_directory, recursive: true);

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Threading.Channels;
+using JestMesh.Messaging;
 using JestMesh.Protos.V1;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
@@ -25,8 +26,9 @@ internal sealed class BrokerProbe : IAsyncDisposable
 
     public static async Task<BrokerProbe> ConnectAsync(string uri, CancellationToken cancellationToken)
     {
-        var factory = new ConnectionFactory { Uri = new Uri(uri), ClientProvidedName = "jestmesh-demo" };
-        return new BrokerProbe(await factory.CreateConnectionAsync(cancellationToken));
+        var address = BrokerAddress.Parse(uri);
+        var factory = new ConnectionFactory { Uri = address.Primary, ClientProvidedName = "jestmesh-demo" };
+        return new BrokerProbe(await factory.CreateConnectionAsync(address.Endpoints, cancellationToken));
     }
 
     /// <summary>Depth of <paramref name="queue"/>, or null while it does not exist.</summary>
