@@ -29,6 +29,16 @@ public sealed class IngestOptions
     [Range(0, int.MaxValue)]
     public int ResumeBelow { get; set; }
 
+    /// <summary>
+    /// Per-job backpressure: before each publish, wait while this many of the job's scored
+    /// super-batches are already waiting in Selection's job queue (0 = no bound). The input queue's
+    /// bound alone would let a job whose trainers are slow or gone fill the broker's disk: Scoring
+    /// drains the input queue and Selection's router moves everything on to the job's queue.
+    /// 64 super-batches of N = 640 are about 55 MB.
+    /// </summary>
+    [Range(0, 1_000_000)]
+    public int MaxAhead { get; set; } = 64;
+
     /// <summary>Start publishing when the host starts (the hosted service); false leaves it to a caller of <see cref="IngestRunner"/>.</summary>
     public bool RunOnStart { get; set; } = true;
 

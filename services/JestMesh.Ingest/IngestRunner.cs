@@ -15,7 +15,8 @@ public sealed record IngestResult(int SuperBatches, long Examples, int Backpress
 /// <summary>
 /// Publishes a job's super-batches to jestmesh.superbatches, each confirmed before the next. When
 /// the bounded queue refuses a publish, it waits until the queue has drained below a threshold and
-/// publishes the same super-batch again (same message id), so nothing is skipped or doubled.
+/// publishes the same super-batch again (same message id), so nothing is skipped or doubled. It
+/// also stays at most Ingest:MaxAhead scored super-batches ahead of the job's trainers.
 /// </summary>
 public sealed partial class IngestRunner
 {
@@ -47,11 +48,16 @@ public sealed partial class IngestRunner
         ArgumentNullException.ThrowIfNull(data);
         await _connections.DeclareTopologyAsync(cancellationToken);
         var queue = _connections.Topology.SuperBatches;
+        var jobQueue = _connections.Topology.JobQueue(_options.Job);
         var ids = new List<long>();
         var sequence = 0L;
         var waits = 0;
         foreach (var positions in IngestPlan.Positions(data.Pool.Count, _options))
         {
+            if (await WaitForJobRoomAsync(jobQueue, cancellationToken))
+            {
+                waits++;
+            }
             var batch = SuperBatchBuilder.Build(data, _options.Job, sequence, positions);
             using (var activity = Source.StartActivity(Telemetry.Spans.IngestPublish, ActivityKind.Internal))
             {
@@ -88,6 +94,38 @@ public sealed partial class IngestRunner
         return new IngestResult((int)sequence, ids.Count, waits, ids);
     }
 
+    /// <summary>Waits while the job's queue holds Ingest:MaxAhead or more ready super-batches; true when it had to wait.</summary>
+    private async Task<bool> WaitForJobRoomAsync(string jobQueue, CancellationToken cancellationToken)
+    {
+        if (_options.MaxAhead == 0)
+        {
+            return false;
+        }
+        var waited = false;
+        while (true)
+        {
+            try
+            {
+                // Before the job's first scored super-batch reaches Selection its queue does not exist: no bound yet.
+                if ((await _connections.TryReadyCountAsync(jobQueue, cancellationToken) ?? 0) < _options.MaxAhead)
+                {
+                    return waited;
+                }
+            }
+            catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.AlreadyClosedException or RabbitMQ.Client.Exceptions.OperationInterruptedException)
+            {
+                // Broker restarting: keep waiting; the connection recovers by itself.
+            }
+            if (!waited)
+            {
+                waited = true;
+                Waits.Add(1);
+                LogJobAhead(_logger, _options.Job, jobQueue, _options.MaxAhead);
+            }
+            await Task.Delay(_connections.Options.RecoveryInterval / 4, cancellationToken);
+        }
+    }
+
     private async Task WaitForDrainAsync(string queue, CancellationToken cancellationToken)
     {
         var resumeBelow = ResumeBelow;
@@ -107,6 +145,9 @@ public sealed partial class IngestRunner
             await Task.Delay(_connections.Options.RecoveryInterval / 4, cancellationToken);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {Job}: {Queue} holds {MaxAhead} scored super-batches (Ingest:MaxAhead): waiting for the job's trainers")]
+    private static partial void LogJobAhead(ILogger logger, string job, string queue, int maxAhead);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Queue} is full: holding super-batch {SuperBatchId} until at most {ResumeBelow} are waiting")]
     private static partial void LogQueueFull(ILogger logger, string queue, string superBatchId, int resumeBelow);

@@ -49,13 +49,38 @@ public sealed partial class BrokerConnections : IAsyncDisposable
     }
 
     /// <summary>Messages ready in <paramref name="queue"/> (unacked ones not counted).</summary>
-    public async Task<uint> ReadyCountAsync(string queue, CancellationToken cancellationToken)
+    public async Task<uint> ReadyCountAsync(string queue, CancellationToken cancellationToken) =>
+        await TryReadyCountAsync(queue, cancellationToken) ?? throw new InvalidOperationException($"queue {queue} does not exist.");
+
+    /// <summary>Messages ready in <paramref name="queue"/> (unacked ones not counted), or null while it does not exist.</summary>
+    public async Task<uint?> TryReadyCountAsync(string queue, CancellationToken cancellationToken)
     {
         var connection = await PublishConnectionAsync(cancellationToken);
-        // A passive declare of a missing queue closes its channel: use a throwaway one.
-        await using var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
-        var ok = await channel.QueueDeclarePassiveAsync(queue, cancellationToken);
-        return ok.MessageCount;
+        // A passive declare of a missing queue closes its channel: a throwaway one.
+        var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+        try
+        {
+            var ok = await channel.QueueDeclarePassiveAsync(queue, cancellationToken);
+            return ok.MessageCount;
+        }
+        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+        {
+            return null;
+        }
+        finally
+        {
+            // Closed by the broker after a 404, the channel must still be closed here, or the
+            // connection keeps it recorded for recovery (~8 KB per probe, for ever).
+            try
+            {
+                await channel.CloseAsync(CancellationToken.None);
+            }
+            catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or IOException)
+            {
+                // Closed already.
+            }
+            await channel.DisposeAsync();
+        }
     }
 
     private async Task<IConnection> GetAsync(bool publish, CancellationToken cancellationToken)

@@ -17,6 +17,12 @@ public sealed record QueueTopology(string Prefix)
     /// <summary>Scoring → Selection.</summary>
     public string Scored => $"{Prefix}.scored";
 
+    /// <summary>
+    /// Selection's queue of one job's scored super-batches (its router declares it with the job's first
+    /// one; Ingest watches its depth to stay at most Ingest:MaxAhead ahead of the job's trainers).
+    /// </summary>
+    public string JobQueue(string job) => $"{Scored}.job.{job}";
+
     /// <summary>Dead-letter exchange (fanout) and its queue share this name.</summary>
     public string DeadLetter => $"{Prefix}.dead";
 

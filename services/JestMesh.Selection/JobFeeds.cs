@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using JestMesh.Messaging;
 using JestMesh.Protos;
 using Microsoft.Extensions.Options;
-using RabbitMQ.Client;
 
 namespace JestMesh.Selection;
 
@@ -54,7 +53,7 @@ public sealed class JobFeeds : IAsyncDisposable
     }
 
     /// <summary>Queue holding the scored super-batches of <paramref name="job"/>.</summary>
-    public string QueueOf(string job) => $"{_connections.Topology.Scored}.job.{job}";
+    public string QueueOf(string job) => _connections.Topology.JobQueue(job);
 
     /// <summary>Declares the job's queue (idempotent; the router's, when a scored super-batch of the job arrives).</summary>
     public async Task DeclareAsync(string job, CancellationToken cancellationToken)
@@ -86,33 +85,12 @@ public sealed class JobFeeds : IAsyncDisposable
         {
             return true;
         }
-        var connection = await _connections.PublishConnectionAsync(cancellationToken);
-        // A passive declare of a missing queue closes its channel: a throwaway one.
-        var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
-        try
-        {
-            await channel.QueueDeclarePassiveAsync(queue, cancellationToken);
-            _declared.TryAdd(queue, 0);
-            return true;
-        }
-        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+        if (await _connections.TryReadyCountAsync(queue, cancellationToken) is null)
         {
             return false;
         }
-        finally
-        {
-            // Closed by the broker after a 404, the channel must still be closed here, or the
-            // connection keeps it recorded for recovery (~8 KB per probe, for ever).
-            try
-            {
-                await channel.CloseAsync(CancellationToken.None);
-            }
-            catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.AlreadyClosedException or RabbitMQ.Client.Exceptions.OperationInterruptedException or IOException)
-            {
-                // Closed already.
-            }
-            await channel.DisposeAsync();
-        }
+        _declared.TryAdd(queue, 0);
+        return true;
     }
 
     /// <summary>

@@ -58,6 +58,44 @@ public sealed class IngestTests(RealPairs pairs) : IClassFixture<RealPairs>
         Assert.Equal(planned, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
         Assert.Equal(result.ExampleIds, received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples.Select(e => e.Id)));
     }
+
+    [Fact]
+    public async Task Ingest_stays_at_most_MaxAhead_scored_super_batches_ahead_of_the_jobs_trainers()
+    {
+        var options = TestBroker.Shared().Options(TestNames.Unique("ingest-ahead"));
+        await using var client = new BrokerClient(options);
+        await client.Connections.DeclareTopologyAsync(CancellationToken.None);
+        // Selection's router declares a job's queue with its first scored super-batch; here three wait
+        // for the job's trainers, which do not come.
+        var jobQueue = client.Topology.JobQueue("ahead");
+        var connection = await client.Connections.PublishConnectionAsync(CancellationToken.None);
+        await using (var channel = await connection.CreateChannelAsync())
+        {
+            await channel.QueueDeclareAsync(jobQueue, durable: true, exclusive: false, autoDelete: false,
+                arguments: new Dictionary<string, object?> { ["x-queue-type"] = "quorum" });
+        }
+        for (var i = 0; i < 3; i++)
+        {
+            await client.Publisher.PublishAsync(Messaging.OutgoingMessage.ToQueue(jobQueue, $"scored-{i}", new byte[] { 1 }), CancellationToken.None);
+        }
+        var ingestOptions = new IngestOptions { Job = "ahead", SuperBatchSize = 100, MaxSuperBatches = 5, MaxAhead = 3 };
+        var log = new RecordingLogger<IngestRunner>();
+        var runner = new IngestRunner(client.Connections, client.Publisher, Options.Create(ingestOptions), log);
+
+        var run = runner.RunAsync(pairs.Data, CancellationToken.None);
+        await Eventually.WaitUntilAsync(() => log.Named("LogJobAhead").Count > 0, Deadline, "ingest to wait for the job's trainers");
+        // The check comes before each publish: nothing was published while the job was 3 ahead.
+        Assert.Equal(0u, await client.Connections.ReadyCountAsync(client.Topology.SuperBatches, CancellationToken.None));
+        Assert.False(run.IsCompleted, "ingest waits while the job is MaxAhead super-batches ahead");
+
+        // A trainer takes one: the job has room again, and (nothing scoring here) keeps it.
+        Assert.Single(await client.GetAllAsync(jobQueue, max: 1));
+        var result = await run.Within(Deadline, "ingest to finish once the job has room");
+
+        Assert.Equal(5, result.SuperBatches);
+        Assert.Equal(5u, await client.Connections.ReadyCountAsync(client.Topology.SuperBatches, CancellationToken.None));
+        Assert.True(result.BackpressureWaits >= 1, "the wait counts as backpressure");
+    }
 }
 
 /// <summary>Building and planning super-batches: no broker.</summary>

@@ -89,7 +89,7 @@ internal static class BenchSelectionCommand
         await using var probe = await BrokerProbe.ConnectAsync(settings.Amqp, cancellationToken);
         await using var selection = await BenchSelectionHost.StartProcessAsync(settings.Amqp, prefix, port, ApiKey, probe, cancellationToken);
         result["selection"] = "its own process (JestMesh.Selection host, Release)";
-        string QueueOf(string job) => $"{connections.Topology.Scored}.job.{job}";
+        string QueueOf(string job) => connections.Topology.JobQueue(job);
 
         // 1. Serving capacity: pre-fill a job's queue (published and routed first), then serve it.
         var prefill = new Dictionary<string, object>();

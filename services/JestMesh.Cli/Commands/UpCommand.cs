@@ -14,7 +14,8 @@ internal static class UpCommand
         var port = new Option<int>("--port") { Description = $"Selection's gRPC port on 127.0.0.1 (refused if taken).", DefaultValueFactory = _ => UpOptions.DefaultPort };
         var apiKey = new Option<string?>("--api-key") { Description = "The key trainers must send (at least 16 characters; default: generated and printed)." };
         var command = new Command("up", "Start a private broker, Scoring, Selection and one Ingest per job on loopback, in the foreground, for your own trainer; Ctrl-C stops it.");
-        foreach (var o in new Option[] { jobs, state, reference, port, apiKey })
+        var cluster = new Option<int>("--cluster") { Description = "RabbitMQ nodes: 1, or 3 for a cluster on loopback whose quorum queues and batch log are replicated on every node (the services fail over between nodes).", DefaultValueFactory = _ => 1 };
+        foreach (var o in new Option[] { jobs, state, reference, port, apiKey, cluster })
         {
             command.Options.Add(o);
         }
@@ -30,8 +31,14 @@ internal static class UpCommand
                     throw new ArgumentException($"--job '{bad}': use letters, digits, '-', '_' and '.'.");
                 }
 
+                if (parse.GetValue(cluster) is var nodes and (< 1 or > 7))
+                {
+                    throw new ArgumentException($"--cluster {nodes}: give 1 (one broker) or 3 (a cluster; up to 7 nodes).");
+                }
+
                 var options = new UpOptions
                 {
+                    Cluster = parse.GetValue(cluster),
                     Jobs = [.. names.Distinct(StringComparer.Ordinal)],
                     State = parse.GetValue(state)!,
                     Reference = parse.GetValue(reference),

@@ -27,7 +27,7 @@ internal sealed class BrokerProbe : IAsyncDisposable
     public static async Task<BrokerProbe> ConnectAsync(string uri, CancellationToken cancellationToken)
     {
         var address = BrokerAddress.Parse(uri);
-        var factory = new ConnectionFactory { Uri = address.Primary, ClientProvidedName = "jestmesh-demo" };
+        var factory = new ConnectionFactory { Uri = address.Primary, ClientProvidedName = "jestmesh-demo", NetworkRecoveryInterval = TimeSpan.FromSeconds(1) };
         return new BrokerProbe(await factory.CreateConnectionAsync(address.Endpoints, cancellationToken));
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using JestMesh.Messaging;
 
 namespace JestMesh.Cli.Demo;
 
@@ -14,9 +15,12 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
     private readonly PipelineSettings _settings = settings ?? new PipelineSettings();
 
     public const string Prefix = "jestmesh";
-    public const string SuperBatchQueue = Prefix + ".superbatches";
-    public const string ScoredQueue = Prefix + ".scored";
-    public const string DeadLetterQueue = Prefix + ".dead";
+
+    /// <summary>The services' queue names (the default Messaging:QueuePrefix).</summary>
+    public static readonly QueueTopology Topology = new(Prefix);
+    public static readonly string SuperBatchQueue = Topology.SuperBatches;
+    public static readonly string ScoredQueue = Topology.Scored;
+    public static readonly string DeadLetterQueue = Topology.DeadLetter;
     public const string LogStream = Prefix + ".selection.log";
 
     private readonly Stack<IAsyncDisposable> _started = new();
@@ -41,15 +45,25 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
     /// <summary>Starts the broker, the OTLP receiver, Scoring and Selection, and waits until both serve.</summary>
     public async Task StartAsync(string reference, CancellationToken cancellationToken)
     {
-        // Broker: private, on loopback, its own data directory and ports.
+        // Broker: private, on loopback, its own data directory and ports; with BrokerNodes > 1 a
+        // cluster whose nodes take consecutive AMQP ports (scripts/broker.sh JESTMESH_BROKER_NODES).
         var brokerDir = Path.Combine(outDirectory, "broker");
-        var amqpPort = _settings.KeepBrokerData ? KeptAmqpPort(brokerDir) : Repo.FreePort();
+        var nodes = _settings.BrokerNodes;
+        var amqpPort = _settings.KeepBrokerData ? KeptAmqpPort(brokerDir, nodes) : FreeConsecutivePorts(nodes);
         var brokerEnv = new Dictionary<string, string>
         {
             ["JESTMESH_AMQP_PORT"] = amqpPort.ToString(CultureInfo.InvariantCulture),
-            ["JESTMESH_DIST_PORT"] = Repo.FreePort().ToString(CultureInfo.InvariantCulture),
+            ["JESTMESH_BROKER_NODES"] = nodes.ToString(CultureInfo.InvariantCulture),
         };
-        say($"broker: starting RabbitMQ on 127.0.0.1:{amqpPort} ({brokerDir})");
+        if (nodes == 1)
+        {
+            brokerEnv["JESTMESH_DIST_PORT"] = Repo.FreePort().ToString(CultureInfo.InvariantCulture);
+            say($"broker: starting RabbitMQ on 127.0.0.1:{amqpPort} ({brokerDir})");
+        }
+        else
+        {
+            say($"broker: starting a {nodes}-node RabbitMQ cluster on 127.0.0.1:{amqpPort}-{amqpPort + nodes - 1} ({brokerDir}); every service is given every node");
+        }
         var uri = "";
         _started.Push(new Cleanup(async () =>
         {
@@ -96,27 +110,60 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
     }
 
     /// <summary>
-    /// The broker's AMQP port for a kept data directory: RabbitMQ names its node (and so its data) after the port, so a
-    /// restart must reuse the port recorded at the first start. A taken port is refused rather than replaced.
+    /// The broker's (first) AMQP port for a kept data directory: RabbitMQ names its nodes (and so their data) after their
+    /// ports, so a restart must reuse the ports recorded at the first start. A taken port is refused rather than replaced,
+    /// and so is a different cluster size than the data was made with.
     /// </summary>
-    private static int KeptAmqpPort(string brokerDir)
+    private static int KeptAmqpPort(string brokerDir, int nodes)
     {
         var file = Path.Combine(brokerDir, "amqp-port");
+        var nodesFile = Path.Combine(brokerDir, "nodes");
         if (File.Exists(file) && int.TryParse(File.ReadAllText(file).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var kept))
         {
-            if (!Repo.PortFree(kept))
+            var keptNodes = File.Exists(nodesFile) && int.TryParse(File.ReadAllText(nodesFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 1;
+            if (keptNodes != nodes)
             {
-                throw new InvalidOperationException($"the broker of {brokerDir} listens on 127.0.0.1:{kept} (its data is named after that port), which is taken: " +
+                throw new InvalidOperationException($"the broker data of {brokerDir} is a {keptNodes}-node broker; this start asks for {nodes} " +
+                    $"(--cluster {keptNodes} resumes it, or use another --state).");
+            }
+
+            if (Enumerable.Range(kept, nodes).FirstOrDefault(p => !Repo.PortFree(p)) is var taken and > 0)
+            {
+                throw new InvalidOperationException($"the broker of {brokerDir} listens on 127.0.0.1:{taken} (its data is named after that port), which is taken: " +
                     "is another `jestmesh up` running on this --state?");
             }
 
             return kept;
         }
 
-        var port = Repo.FreePort();
+        var port = FreeConsecutivePorts(nodes);
         Directory.CreateDirectory(brokerDir);
         File.WriteAllText(file, port.ToString(CultureInfo.InvariantCulture));
+        File.WriteAllText(nodesFile, nodes.ToString(CultureInfo.InvariantCulture));
         return port;
+    }
+
+    /// <summary>
+    /// The first of <paramref name="count"/> consecutive loopback ports that are free now, together with each one's
+    /// Erlang distribution port (AMQP + 20000), as a cluster's nodes take them.
+    /// </summary>
+    private static int FreeConsecutivePorts(int count)
+    {
+        if (count == 1)
+        {
+            return Repo.FreePort();
+        }
+
+        for (var attempt = 0; attempt < 200; attempt++)
+        {
+            var first = Random.Shared.Next(20_000, 40_000);
+            if (Enumerable.Range(first, count).All(p => Repo.PortFree(p) && Repo.PortFree(p + 20_000)))
+            {
+                return first;
+            }
+        }
+
+        throw new InvalidOperationException($"found no {count} consecutive free ports on 127.0.0.1 for the broker's nodes.");
     }
 
     /// <summary>Starts a service host as a child process wired to the broker and the OTLP receiver; stopped with the pipeline.</summary>
@@ -216,6 +263,9 @@ internal sealed record PipelineSettings
 {
     /// <summary>Keep the broker's data directory (and its AMQP port) across starts, so queues and Selection's batch log survive.</summary>
     public bool KeepBrokerData { get; init; }
+
+    /// <summary>RabbitMQ nodes: 1, or a cluster of this many on loopback (quorum queues and the batch log replicated on all).</summary>
+    public int BrokerNodes { get; init; } = 1;
 
     /// <summary>Selection's gRPC port (null: a free one).</summary>
     public int? SelectionPort { get; init; }

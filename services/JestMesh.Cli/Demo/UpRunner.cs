@@ -21,6 +21,9 @@ internal sealed record UpOptions
 
     public string? ApiKey { get; init; }
 
+    /// <summary>RabbitMQ nodes (1, or a cluster of 3 for replication).</summary>
+    public int Cluster { get; init; } = 1;
+
     /// <summary>Seconds between health lines.</summary>
     public double HealthEvery { get; init; } = 5;
 }
@@ -39,7 +42,7 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
     public const double FilterRatio = 0.8;
 
     /// <summary>Selection's per-job queue of scored super-batches (the router declares it with the job's first one).</summary>
-    public static string JobQueue(string job) => $"{LocalPipeline.ScoredQueue}.job.{job}";
+    public static string JobQueue(string job) => LocalPipeline.Topology.JobQueue(job);
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
@@ -62,6 +65,7 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
         var settings = new PipelineSettings
         {
             KeepBrokerData = true,
+            BrokerNodes = options.Cluster,
             SelectionPort = options.Port,
             ApiKey = options.ApiKey,
             CacheDirectory = state,
@@ -110,10 +114,19 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
     private async Task<string> HealthLineAsync(LocalPipeline pipeline, CancellationToken cancellationToken)
     {
         var parts = new List<string>();
-        foreach (var (q, label) in new[] { (LocalPipeline.SuperBatchQueue, "super-batches"), (LocalPipeline.ScoredQueue, "scored"), (LocalPipeline.DeadLetterQueue, "dead") }
-            .Concat(options.Jobs.Select(j => (JobQueue(j), "job " + j))))
+        try
         {
-            parts.Add($"{label} {(await pipeline.Probe.DepthAsync(q, cancellationToken))?.Messages.ToString(CultureInfo.InvariantCulture) ?? "-"}");
+            foreach (var (q, label) in new[] { (LocalPipeline.SuperBatchQueue, "super-batches"), (LocalPipeline.ScoredQueue, "scored"), (LocalPipeline.DeadLetterQueue, "dead") }
+                .Concat(options.Jobs.Select(j => (JobQueue(j), "job " + j))))
+            {
+                parts.Add($"{label} {(await pipeline.Probe.DepthAsync(q, cancellationToken))?.Messages.ToString(CultureInfo.InvariantCulture) ?? "-"}");
+            }
+        }
+        catch (Exception e) when (e is RabbitMQ.Client.Exceptions.AlreadyClosedException or RabbitMQ.Client.Exceptions.BrokerUnreachableException or IOException)
+        {
+            // The probe's broker node went away (a cluster node lost, the broker restarting): the services
+            // recover on their own, and so does the probe's connection; the line says so instead of failing.
+            return $"health: broker not reachable from up's probe right now ({e.GetType().Name}); its connection recovers by itself";
         }
 
         return "health: queue depths " + string.Join(", ", parts);
