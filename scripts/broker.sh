@@ -127,9 +127,11 @@ case "$cmd" in
       for p in $(ports | tail -n +2); do
         select_node "$p"; env_for_broker
         if ! "$rmq_bin/rabbitmqctl" -n "$node" cluster_status --formatter json 2>/dev/null | grep -q "\"$first\""; then
-          "$rmq_bin/rabbitmqctl" -n "$node" stop_app > /dev/null
-          "$rmq_bin/rabbitmqctl" -n "$node" join_cluster "$first" > /dev/null
-          "$rmq_bin/rabbitmqctl" -n "$node" start_app > /dev/null
+          # The nodes report transient errors while they join: keep them in the node's log, show them on failure.
+          for step in stop_app "join_cluster $first" start_app; do
+            # shellcheck disable=SC2086
+            "$rmq_bin/rabbitmqctl" -n "$node" $step >> "$dir/log/join.log" 2>&1 || { echo "broker.sh: rabbitmqctl $step on $node failed:" >&2; tail -20 "$dir/log/join.log" >&2; exit 1; }
+          done
         fi
       done
     fi
