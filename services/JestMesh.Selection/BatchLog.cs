@@ -20,6 +20,9 @@ public sealed class BatchLog
     private readonly ConfirmedPublisher _publisher;
     private readonly SelectionOptions _options;
 
+    /// <summary>How long the stream keeps a record (Selection:LogMaxAge).</summary>
+    public TimeSpan MaxAge { get; }
+
     public BatchLog(BrokerConnections connections, ConfirmedPublisher publisher, IOptions<SelectionOptions> options)
     {
         ArgumentNullException.ThrowIfNull(connections);
@@ -28,6 +31,7 @@ public sealed class BatchLog
         _publisher = publisher;
         _options = options.Value;
         Name = string.IsNullOrEmpty(_options.LogStream) ? $"{connections.Options.QueuePrefix}.selection.log" : _options.LogStream;
+        MaxAge = RecordedSuperBatches.ParseMaxAge(_options.LogMaxAge);
     }
 
     /// <summary>The stream's name.</summary>

@@ -129,13 +129,14 @@ public sealed partial class SessionStore
     private readonly BatchLog _log;
     private readonly ILogger<SessionStore> _logger;
     private readonly ConcurrentDictionary<string, SessionState> _sessions = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, byte> _recordedSuperBatches = new(StringComparer.Ordinal);
+    private readonly RecordedSuperBatches _recordedSuperBatches;
     private readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public SessionStore(BatchLog log, ILogger<SessionStore> logger)
     {
         _log = log;
         _logger = logger;
+        _recordedSuperBatches = new RecordedSuperBatches(log.MaxAge);
     }
 
     public bool IsLoaded => _loaded.Task.IsCompletedSuccessfully;
@@ -169,7 +170,7 @@ public sealed partial class SessionStore
                         if (_sessions.TryGetValue(record.Batch.SessionId, out var session) && record.Batch.Sequence == session.LastSequence + 1)
                         {
                             session.Recorded(record.Batch.Sequence, record.Batch.RecordedUnixMs / 1000);
-                            _recordedSuperBatches.TryAdd(Key(record.Job, record.Batch.SuperBatchId), 0);
+                            _recordedSuperBatches.Add(record.Job, record.Batch.SuperBatchId, record.Batch.RecordedUnixMs / 1000, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
                             batches++;
                         }
                         break;
@@ -190,7 +191,7 @@ public sealed partial class SessionStore
     public bool TryGet(string sessionId, out SessionState session) => _sessions.TryGetValue(sessionId, out session!);
 
     /// <summary>True when a curated batch of some session was already recorded from this super-batch.</summary>
-    public bool IsRecorded(string job, string superBatchId) => _recordedSuperBatches.ContainsKey(Key(job, superBatchId));
+    public bool IsRecorded(string job, string superBatchId) => _recordedSuperBatches.Contains(job, superBatchId);
 
     /// <summary>Records a new session, then returns it.</summary>
     public async Task<SessionState> CreateAsync(SessionOpen settings, bool learnerFree, CancellationToken cancellationToken)
@@ -255,7 +256,7 @@ public sealed partial class SessionStore
         await _log.AppendAsync(new SelectionLogRecord { Job = session.Job, Batch = batch }, $"batch/{session.Id}/{batch.Sequence}", cancellationToken);
         SelectionTelemetry.RecordLatency.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         session.Recorded(batch.Sequence, batch.RecordedUnixMs / 1000);
-        _recordedSuperBatches.TryAdd(Key(session.Job, batch.SuperBatchId), 0);
+        _recordedSuperBatches.Add(session.Job, batch.SuperBatchId, batch.RecordedUnixMs / 1000, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
         SelectionTelemetry.Batches.Add(1);
     }
 
@@ -286,8 +287,6 @@ public sealed partial class SessionStore
             }
         }
     }
-
-    private static string Key(string job, string superBatchId) => job + "\n" + superBatchId;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch log {Stream} read back: {Sessions} sessions, {Batches} batches")]
     private static partial void LogLoaded(ILogger logger, string stream, int sessions, long batches);
