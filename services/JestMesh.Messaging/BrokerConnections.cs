@@ -1,3 +1,4 @@
+using JestMesh.Tls;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
@@ -103,6 +104,17 @@ public sealed partial class BrokerConnections : IAsyncDisposable
             MaxInboundMessageBodySize = (uint)_options.MaxMessageBytes,
             ClientProvidedName = $"{_options.ClientName}-{role}",
         };
+        if (factory.Ssl.Enabled)
+        {
+            // amqps:// (the URI turned TLS on): the broker's certificate must chain to Messaging:Tls:CaFile
+            // (else the system CAs) and name the host; a client certificate when one is configured.
+            factory.Ssl.CertificateValidationCallback = _options.Tls.ServerCertificateValidation(MessagingOptions.SectionName);
+            if (_options.Tls.LoadCertificate() is { } certificate)
+            {
+                factory.Ssl.Certs = new System.Security.Cryptography.X509Certificates.X509CertificateCollection { certificate };
+                factory.Ssl.CertificateSelectionCallback = (_, _, _, _, _) => certificate;
+            }
+        }
         // Automatic recovery only covers connections that were once open: the first connect is
         // retried here, so a service may start before its broker.
         while (true)
@@ -125,6 +137,12 @@ public sealed partial class BrokerConnections : IAsyncDisposable
                 };
                 LogConnected(_logger, role, factory.HostName, factory.Port);
                 return connection;
+            }
+            catch (BrokerUnreachableException ex) when (UntrustedPeerException.Find(ex) is { } untrusted)
+            {
+                // A certificate the settings do not trust does not fix itself: stop, saying why.
+                LogUntrusted(_logger, role, untrusted.Message);
+                throw new UntrustedPeerException($"Broker {role} connection to {factory.HostName}:{factory.Port}: {untrusted.Message}", ex);
             }
             catch (BrokerUnreachableException ex)
             {
@@ -165,6 +183,9 @@ public sealed partial class BrokerConnections : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Broker {Role} connection failed ({Reason}); retrying")]
     private static partial void LogConnectRetry(ILogger logger, string role, string reason);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "Broker {Role} connection refused the broker's certificate: {Reason}")]
+    private static partial void LogUntrusted(ILogger logger, string role, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Broker {Role} connection lost: {Reason}")]
     private static partial void LogConnectionLost(ILogger logger, string role, string reason);
