@@ -67,15 +67,17 @@ public sealed class AmqpsTests(AmqpsBroker amqps) : IClassFixture<AmqpsBroker>
         Assert.Equal("over TLS", Assert.Single(received));
 
         // Both connections (publish, consume) are TLS, and each presented the client certificate.
-        var connections = (await amqps.Broker.ConnectionsAsync("user_provided_name", "ssl", "peer_cert_subject", "peer_cert_issuer"))
-            .Where(c => c[0].StartsWith(options.ClientName, StringComparison.Ordinal))
+        var connections = (await amqps.Broker.ConnectionsAsync("ssl", "peer_cert_subject", "peer_cert_issuer", "client_properties"))
+            .Where(c => c[3].Contains($"\"{options.ClientName}-", StringComparison.Ordinal))
             .ToList();
-        Assert.Equal([$"{options.ClientName}-consume", $"{options.ClientName}-publish"], connections.Select(c => c[0]).Order());
+        Assert.Equal(2, connections.Count);
+        Assert.Contains(connections, c => c[3].Contains($"\"{options.ClientName}-publish\"", StringComparison.Ordinal));
+        Assert.Contains(connections, c => c[3].Contains($"\"{options.ClientName}-consume\"", StringComparison.Ordinal));
         Assert.All(connections, c =>
         {
-            Assert.Equal("true", c[1]);
-            Assert.Equal("CN=jestmesh-trainer", c[2]);
-            Assert.Equal("CN=JestMesh Test CA", c[3]);
+            Assert.Equal("true", c[0]);
+            Assert.Equal("CN=jestmesh-trainer", c[1]);
+            Assert.Equal("CN=JestMesh Test CA", c[2]);
         });
     }
 
