@@ -11,6 +11,9 @@
 # Messaging:Uri takes for a client that fails over between nodes. `start` again restarts any node
 # that died (it rejoins by itself from its data directory); `stop` stops them all; `ctl` talks to
 # the node on JESTMESH_AMQP_PORT; `kill DIR PORT` SIGKILLs one node (a crash, for failover tests).
+# With JESTMESH_AMQPS_PORT and JESTMESH_TLS_DIR (holding ca.crt, server.crt, server.key) it also
+# listens for AMQPS on 127.0.0.1:JESTMESH_AMQPS_PORT with that certificate; it asks clients for a
+# certificate from ca.crt (verify_peer) but does not require one.
 # Running as root, the packaged wrapper switches to the rabbitmq user and trips over root-owned
 # directories, so the server script is started directly with everything pointing into DIR.
 set -euo pipefail
@@ -69,6 +72,21 @@ loopback_users = none
 vm_memory_high_watermark.relative = 0.2
 disk_free_limit.absolute = 50MB
 CONF
+  if [ -n "${JESTMESH_AMQPS_PORT:-}" ]; then
+    [ "$nodes" = 1 ] || { echo "broker.sh: JESTMESH_AMQPS_PORT is for a single broker, not a $nodes-node cluster" >&2; exit 2; }
+    tls=${JESTMESH_TLS_DIR:?"broker.sh: JESTMESH_AMQPS_PORT needs JESTMESH_TLS_DIR (ca.crt, server.crt, server.key)"}
+    for f in ca.crt server.crt server.key; do
+      [ -r "$tls/$f" ] || { echo "broker.sh: $tls/$f is missing" >&2; exit 2; }
+    done
+    cat >> "$dir/rabbitmq.conf" <<CONF
+listeners.ssl.1 = 127.0.0.1:$JESTMESH_AMQPS_PORT
+ssl_options.cacertfile = $tls/ca.crt
+ssl_options.certfile = $tls/server.crt
+ssl_options.keyfile = $tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+CONF
+  fi
   echo "[]." > "$dir/advanced.config"
   if [ -f "$dir/rabbit.pid" ] && kill -0 "$(cat "$dir/rabbit.pid")" 2>/dev/null; then
     return 0

@@ -61,7 +61,8 @@ render_helm default
 render_helm gpu-keda --set scoring.gpu.enabled=true --set scoring.keda.enabled=true \
   --set otel.collector.enabled=true --set monitoring.prometheusRule.enabled=true --set monitoring.grafanaDashboard.enabled=true \
   --set networkPolicy.brokerPodSelector.app\\.kubernetes\\.io/name=rabbitmq
-render_helm tls --set tls.enabled=true --set tls.secretName=jm-selection-tls --set tls.caSecretName=jm-ca
+render_helm tls --set tls.enabled=true --set tls.secretName=jm-selection-tls --set tls.caSecretName=jm-ca \
+  --set tls.clientAuth.enabled=true --set tls.clientAuth.trainerSecretName=jm-trainer-tls
 render_helm secrets --set apiKeys.create=true --set rabbitmq.uri=amqp://u:p@rabbit:5672/ --set rabbitmq.existingSecret=jm-broker
 render_helm minimal --set ingest.enabled=false --set trainer.enabled=false --set reference.train.enabled=false \
   --set reference.existingClaim=ref --set scoring.cache.enabled=false --set otel.endpoint=
@@ -82,6 +83,8 @@ refuse "API key shorter than 16" --set apiKeys.create=true --set apiKeys.value=s
 refuse "Kubernetes older than 1.30" --kube-version 1.27.0
 refuse "unknown sampler" --set otel.sampler=sometimes
 refuse "TLS without a certificate Secret" --set tls.enabled=true
+refuse "client certificates without TLS" --set tls.clientAuth.enabled=true --set tls.caSecretName=ca --set tls.clientAuth.trainerSecretName=t
+refuse "client certificates without the trainer's" --set tls.enabled=true --set tls.secretName=s --set tls.caSecretName=ca --set tls.clientAuth.enabled=true
 
 # ---- hosts and broker ------------------------------------------------------------------------------
 boot=${DEPLOY_CHECK_BOOT:-1}

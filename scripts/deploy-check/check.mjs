@@ -56,8 +56,14 @@ const HOSTS = {
   },
 };
 const FRAMEWORK_SECTIONS = ['Logging', 'Kestrel'];
-// Paths any host reads when they are set: Kestrel's certificate, the CA that TLS clients trust.
+// Paths any host reads when they are set: TLS certificates, keys and CAs (JestMesh.Tls settings of
+// each section, Kestrel's own certificate keys, the process-wide CA file).
 const COMMON_PATHS = [
+  ...['Selection', 'Trainer', 'Messaging'].flatMap(section => [
+    { key: `${section}__Tls__CertificateFile`, why: `${section}'s TLS certificate` },
+    { key: `${section}__Tls__KeyFile`, why: `${section}'s TLS key` },
+    { key: `${section}__Tls__CaFile`, why: `the CA ${section}'s TLS peer must chain to` },
+  ]),
   { key: 'Kestrel__Certificates__Default__Path', why: "Kestrel's TLS certificate" },
   { key: 'Kestrel__Certificates__Default__KeyPath', why: "Kestrel's TLS key" },
   { key: 'SSL_CERT_FILE', why: 'the CA certificates TLS clients trust' },
@@ -228,6 +234,7 @@ const cpu = q => (String(q).endsWith('m') ? Number(String(q).slice(0, -1)) / 100
 
 // One test PKI per boot: a self-signed certificate for localhost/127.0.0.1 that is its own CA, copied
 // into every Secret volume (tls.crt, tls.key, ca.crt), so TLS servers and the clients trusting the CA match.
+// Without an extended key usage it serves as the trainer's client certificate too (it chains to itself).
 function testCertificate(dir) {
   const pki = path.join(dir, '..', '..', 'pki');
   if (!fs.existsSync(path.join(pki, 'ca.crt'))) { fs.mkdirSync(pki, { recursive: true }); generateCertificate(pki); }

@@ -4,6 +4,7 @@ using Grpc.Core;
 using Grpc.Net.Client;
 using JestMesh.Protos;
 using JestMesh.Protos.V1;
+using JestMesh.Tls;
 using Microsoft.Extensions.Logging;
 using Polly;
 using Polly.Retry;
@@ -69,10 +70,13 @@ public sealed partial class CurateSession
         _reconnect = new ResiliencePipelineBuilder()
             .AddRetry(new RetryStrategyOptions
             {
+                // A certificate the TLS settings refuse (UntrustedPeerException inside) is a configuration
+                // error: retrying cannot fix it, so it ends the session with its message.
                 ShouldHandle = new PredicateBuilder()
-                    .Handle<RpcException>(e => e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Cancelled or StatusCode.Aborted or StatusCode.Unknown or StatusCode.DeadlineExceeded)
+                    .Handle<RpcException>(e => e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Cancelled or StatusCode.Aborted or StatusCode.Unknown or StatusCode.DeadlineExceeded
+                        && UntrustedPeerException.Find(e.Status.DebugException) is null)
                     .Handle<IOException>()
-                    .Handle<HttpRequestException>(),
+                    .Handle<HttpRequestException>(e => UntrustedPeerException.Find(e) is null),
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
                 Delay = settings.ReconnectDelay,

@@ -1,3 +1,4 @@
+using JestMesh.Tls;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
@@ -129,6 +130,19 @@ public sealed partial class BrokerConnections : IAsyncDisposable
             MaxInboundMessageBodySize = (uint)_options.MaxMessageBytes,
             ClientProvidedName = $"{_options.ClientName}-{role}",
         };
+        // amqps:// (the URI turned TLS on): the broker's certificate must chain to Messaging:Tls:CaFile
+        // (else the system CAs) and name the host; a client certificate when one is configured. A
+        // connection made from an endpoint list uses each endpoint's own TLS options, not the factory's.
+        var certificate = address.Primary.Scheme == "amqps" ? _options.Tls.LoadCertificate() : null;
+        foreach (var ssl in address.Endpoints.Select(e => e.Ssl).Append(factory.Ssl).Where(o => o.Enabled))
+        {
+            ssl.CertificateValidationCallback = _options.Tls.ServerCertificateValidation(MessagingOptions.SectionName);
+            if (certificate is not null)
+            {
+                ssl.Certs = new System.Security.Cryptography.X509Certificates.X509CertificateCollection { certificate };
+                ssl.CertificateSelectionCallback = (_, _, _, _, _) => certificate;
+            }
+        }
         // Automatic recovery only covers connections that were once open: the first connect is
         // retried here, so a service may start before its broker.
         while (true)
@@ -153,6 +167,12 @@ public sealed partial class BrokerConnections : IAsyncDisposable
                 };
                 LogConnected(_logger, role, connection.Endpoint.HostName, connection.Endpoint.Port);
                 return connection;
+            }
+            catch (BrokerUnreachableException ex) when (UntrustedPeerException.Find(ex) is { } untrusted)
+            {
+                // A certificate the settings do not trust does not fix itself: stop, saying why.
+                LogUntrusted(_logger, role, untrusted.Message);
+                throw new UntrustedPeerException($"Broker {role} connection to {factory.HostName}:{factory.Port}: {untrusted.Message}", ex);
             }
             catch (BrokerUnreachableException ex)
             {
@@ -193,6 +213,9 @@ public sealed partial class BrokerConnections : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Broker {Role} connection failed ({Reason}); retrying")]
     private static partial void LogConnectRetry(ILogger logger, string role, string reason);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "Broker {Role} connection refused the broker's certificate: {Reason}")]
+    private static partial void LogUntrusted(ILogger logger, string role, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Broker {Role} connection lost: {Reason}")]
     private static partial void LogConnectionLost(ILogger logger, string role, string reason);

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using JestMesh.Tls;
 
 namespace JestMesh.Messaging;
 
@@ -8,8 +9,9 @@ public sealed class MessagingOptions : IValidatableObject
     public const string SectionName = "Messaging";
 
     /// <summary>
-    /// AMQP URI of the broker, e.g. amqp://user:pass@host:5672/, or of every node of a cluster,
-    /// separated by commas (see <see cref="BrokerAddress"/>). Credentials come from a Secret in k8s.
+    /// AMQP URI of the broker, e.g. amqp://user:pass@host:5672/ (amqps://...:5671/ for TLS), or of every
+    /// node of a cluster, separated by commas (see <see cref="BrokerAddress"/>). Credentials come from a
+    /// Secret in k8s.
     /// </summary>
     [Required]
     public string Uri { get; set; } = "";
@@ -58,6 +60,12 @@ public sealed class MessagingOptions : IValidatableObject
     [Range(1024, 512 * 1024 * 1024)]
     public int MaxMessageBytes { get; set; } = 128 * 1024 * 1024;
 
+    /// <summary>
+    /// TLS of an amqps:// broker: CaFile, the CA the broker's certificate must chain to (else the
+    /// system CAs); CertificateFile and KeyFile, a client certificate presented to the broker.
+    /// </summary>
+    public TlsOptions Tls { get; set; } = new();
+
     /// <summary>Shown in the broker's connection list ("{ClientName}-publish", "{ClientName}-consume").</summary>
     public string ClientName { get; set; } = "jestmesh";
 
@@ -66,6 +74,14 @@ public sealed class MessagingOptions : IValidatableObject
         if (!string.IsNullOrEmpty(Uri) && !BrokerAddress.TryParse(Uri, out _, out var error))
         {
             yield return new ValidationResult(error, [nameof(Uri)]);
+        }
+        else if ((Tls.HasCa || Tls.HasCertificate) && !string.IsNullOrEmpty(Uri) && BrokerAddress.Parse(Uri).Primary.Scheme == "amqp")
+        {
+            yield return new ValidationResult("is amqp:// (no TLS) but Messaging:Tls is set: use amqps://host:5671/, or drop the Tls settings.", [nameof(Uri)]);
+        }
+        foreach (var problem in Tls.Validate())
+        {
+            yield return problem;
         }
         if (ConsumerConcurrency > Prefetch)
         {

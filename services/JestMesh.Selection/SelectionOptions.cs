@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using JestMesh.Tls;
 
 namespace JestMesh.Selection;
 
@@ -11,6 +12,13 @@ public sealed class SelectionOptions : IValidatableObject
     [Required]
     [MinLength(16)]
     public string ApiKey { get; set; } = "";
+
+    /// <summary>
+    /// TLS of the gRPC endpoint: CertificateFile and KeyFile, the serving certificate (used by every
+    /// https:// endpoint); CaFile, when set, the CA whose client certificates callers must present
+    /// (every RPC but health; others get UNAUTHENTICATED). The API key is required either way.
+    /// </summary>
+    public TlsOptions Tls { get; set; } = new();
 
     /// <summary>Largest gRPC message the service accepts (learner scores of a super-batch), bytes.</summary>
     [Range(64 * 1024, 1024 * 1024 * 1024)]
@@ -78,6 +86,14 @@ public sealed class SelectionOptions : IValidatableObject
         if (KeepAlivePingTimeout > KeepAlivePingDelay * 10)
         {
             yield return new ValidationResult("must not exceed ten times KeepAlivePingDelay.", [nameof(KeepAlivePingTimeout)]);
+        }
+        if (Tls.HasCa && !Tls.HasCertificate)
+        {
+            yield return new ValidationResult("asks callers for client certificates, which needs TLS: set Selection:Tls:CertificateFile and KeyFile (the serving certificate) and listen on https://.", ["Tls:CaFile"]);
+        }
+        foreach (var problem in Tls.Validate())
+        {
+            yield return problem;
         }
     }
 }

@@ -1,6 +1,7 @@
 using JestMesh.Messaging;
 using JestMesh.ServiceDefaults;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace JestMesh.Selection;
 
@@ -20,6 +21,7 @@ public static class SelectionServiceExtensions
         services.AddSingleton<JobFeeds>();
         services.AddSingleton<ErrorMappingInterceptor>();
         services.AddSingleton<ApiKeyInterceptor>();
+        services.AddSingleton<ClientCertificateInterceptor>();
         services.AddHostedService<ScoredRouter>();
         services.AddHealthChecks()
             .AddReadinessCheck("batch-log", sp => sp.GetRequiredService<SessionStore>().IsLoaded, "the batch log is read back")
@@ -34,6 +36,10 @@ public static class SelectionServiceExtensions
             options.MaxSendMessageSize = selection.MaxSendMessageBytes;
             // Outermost first: every failure, the credential check's included, becomes a status in one place.
             options.Interceptors.Add<ErrorMappingInterceptor>();
+            if (selection.Tls.HasCa)
+            {
+                options.Interceptors.Add<ClientCertificateInterceptor>();
+            }
             options.Interceptors.Add<ApiKeyInterceptor>();
         });
         services.Configure<KestrelServerOptions>(kestrel =>
@@ -45,6 +51,22 @@ public static class SelectionServiceExtensions
             // this limit the request reaches the API key check and gets UNAUTHENTICATED.
             kestrel.Limits.MaxRequestHeadersTotalSize = selection.MaxRequestHeaderBytes;
             kestrel.Limits.Http2.MaxRequestHeaderFieldSize = selection.MaxRequestHeaderBytes;
+            if (selection.Tls.HasCertificate)
+            {
+                // Options validation (at start, before the server binds) has named any bad Tls setting.
+                var certificate = selection.Tls.LoadCertificate();
+                kestrel.ConfigureHttpsDefaults(https =>
+                {
+                    https.ServerCertificate = certificate;
+                    if (selection.Tls.HasCa)
+                    {
+                        // Asked for, not required by TLS: ClientCertificateInterceptor refuses RPCs
+                        // without a good one as UNAUTHENTICATED, and HTTPS probes (no certificate) pass.
+                        https.ClientCertificateMode = ClientCertificateMode.AllowCertificate;
+                        https.ClientCertificateValidation = (_, _, _) => true;
+                    }
+                });
+            }
         });
         return builder;
     }

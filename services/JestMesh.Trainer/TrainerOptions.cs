@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using JestMesh.Client;
 using JestMesh.Learning;
 using JestMesh.Protos.V1;
+using JestMesh.Tls;
 
 namespace JestMesh.Trainer;
 
@@ -10,9 +11,15 @@ public sealed class TrainerOptions : IValidatableObject
 {
     public const string SectionName = "Trainer";
 
-    /// <summary>Address of the Selection service, e.g. http://selection:8080.</summary>
+    /// <summary>Address of the Selection service, e.g. http://selection:8080 (https:// for TLS).</summary>
     [Required]
     public string SelectionAddress { get; set; } = "";
+
+    /// <summary>
+    /// TLS to an https:// Selection: CaFile, the CA Selection's certificate must chain to (else the
+    /// system CAs); CertificateFile and KeyFile, the client certificate presented to Selection.
+    /// </summary>
+    public TlsOptions Tls { get; set; } = new();
 
     /// <summary>API key for the Selection service (from a Secret in k8s).</summary>
     [Required]
@@ -133,6 +140,14 @@ public sealed class TrainerOptions : IValidatableObject
         if (!Uri.TryCreate(SelectionAddress, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
         {
             yield return new ValidationResult($"'{SelectionAddress}' must be an absolute http:// or https:// address.", [nameof(SelectionAddress)]);
+        }
+        else if ((Tls.HasCa || Tls.HasCertificate) && uri.Scheme == "http")
+        {
+            yield return new ValidationResult($"'{SelectionAddress}' is http:// (no TLS) but Trainer:Tls is set: use https://, or drop the Tls settings.", [nameof(SelectionAddress)]);
+        }
+        foreach (var problem in Tls.Validate())
+        {
+            yield return problem;
         }
         if (Policy == Policy.Unspecified || !Enum.IsDefined(Policy))
         {

@@ -1,4 +1,5 @@
 using Grpc.Net.Client;
+using JestMesh.Client;
 using JestMesh.Data;
 using JestMesh.Models;
 using JestMesh.ServiceDefaults;
@@ -17,29 +18,31 @@ public static class TrainerServiceExtensions
         return builder;
     }
 
-    /// <summary>A gRPC channel to the Selection service with explicit message limits and HTTP/2 keepalive.</summary>
-    public static GrpcChannel CreateChannel(TrainerOptions options, HttpMessageHandler? handler = null)
+    /// <summary>
+    /// A gRPC channel to the Selection service with explicit message limits and HTTP/2 keepalive; over
+    /// TLS with Trainer:Tls (client certificate, CA) for an https:// address.
+    /// </summary>
+    public static GrpcChannel CreateChannel(TrainerOptions options, SocketsHttpHandler? handler = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return GrpcChannel.ForAddress(options.SelectionAddress, new GrpcChannelOptions
+        return CurateChannel.Create(options.SelectionAddress, handler ?? new SocketsHttpHandler
+        {
+            // Pings keep the long-lived stream's connection alive through proxies and notice a
+            // dead peer without waiting for TCP timeouts.
+            KeepAlivePingDelay = options.KeepAlivePingDelay,
+            KeepAlivePingTimeout = options.KeepAlivePingTimeout,
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+            EnableMultipleHttp2Connections = true,
+            // The default 64 KB receive window makes every curated batch (≈ 110 KB at b = 128)
+            // wait for a WINDOW_UPDATE round trip on the step's critical path; one window holds
+            // a whole candidate, and flow control still bounds what is buffered.
+            InitialHttp2StreamWindowSize = options.StreamWindowBytes,
+            ConnectTimeout = TimeSpan.FromSeconds(10),
+        }, new GrpcChannelOptions
         {
             MaxReceiveMessageSize = options.MaxMessageBytes,
             MaxSendMessageSize = options.MaxMessageBytes,
-            HttpHandler = handler ?? new SocketsHttpHandler
-            {
-                // Pings keep the long-lived stream's connection alive through proxies and notice a
-                // dead peer without waiting for TCP timeouts.
-                KeepAlivePingDelay = options.KeepAlivePingDelay,
-                KeepAlivePingTimeout = options.KeepAlivePingTimeout,
-                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
-                EnableMultipleHttp2Connections = true,
-                // The default 64 KB receive window makes every curated batch (≈ 110 KB at b = 128)
-                // wait for a WINDOW_UPDATE round trip on the step's critical path; one window holds
-                // a whole candidate, and flow control still bounds what is buffered.
-                InitialHttp2StreamWindowSize = options.StreamWindowBytes,
-                ConnectTimeout = TimeSpan.FromSeconds(10),
-            },
-        });
+        }, options.Tls, TrainerOptions.SectionName);
     }
 }
 

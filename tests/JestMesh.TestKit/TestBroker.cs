@@ -16,13 +16,14 @@ public sealed class TestBroker : IAsyncDisposable
     private readonly int _nodes;
     private readonly bool _owned;
 
-    private TestBroker(string uri, string script, string directory, int port, bool owned, int nodes = 1)
+    private TestBroker(string uri, string script, string directory, int port, bool owned, int? tlsPort = null, int nodes = 1)
     {
         Uri = uri;
         _script = script;
         _directory = directory;
         _port = port;
         _owned = owned;
+        TlsPort = tlsPort;
         _nodes = nodes;
     }
 
@@ -31,6 +32,13 @@ public sealed class TestBroker : IAsyncDisposable
 
     /// <summary>AMQP URI of the broker.</summary>
     public string Uri { get; }
+
+    /// <summary>Loopback port of the AMQPS listener (brokers started with a <see cref="TestPki"/> only).</summary>
+    public int? TlsPort { get; }
+
+    /// <summary>amqps://guest:guest@<paramref name="host"/>:TlsPort/ (brokers started with a <see cref="TestPki"/> only).</summary>
+    public string TlsUri(string host = "localhost") =>
+        TlsPort is { } port ? $"amqps://guest:guest@{host}:{port}/" : throw new InvalidOperationException("This broker has no AMQPS listener; start it with a TestPki.");
 
     /// <summary>The shared broker of the test run; fails with the command to run when it is missing.</summary>
     public static TestBroker Shared()
@@ -49,24 +57,39 @@ public sealed class TestBroker : IAsyncDisposable
     /// Starts a broker of its own on JESTMESH_AMQP_PORT + <paramref name="portOffset"/>, for tests that
     /// restart the broker: stopping the shared one would disturb test assemblies running beside them.
     /// </summary>
-    public static Task<TestBroker> StartPrivateAsync(int portOffset) => StartClusterAsync(portOffset, nodes: 1);
+    /// <remarks>
+    /// With <paramref name="tls"/> it also listens for AMQPS (server.crt, client certificates asked
+    /// for from ca.crt) on JESTMESH_TEST_AMQPS_PORT, by default its AMQP port + 400 (5699 + offset
+    /// gives 61xx; each engineer's JESTMESH_AMQP_PORT keeps them apart).
+    /// </remarks>
+    public static Task<TestBroker> StartPrivateAsync(int portOffset, TestPki? tls = null) => StartAsync(portOffset, nodes: 1, tls);
 
     /// <summary>
     /// Starts a cluster of its own: <paramref name="nodes"/> RabbitMQ nodes on JESTMESH_AMQP_PORT +
     /// <paramref name="portOffset"/> and the ports after it, joined into one cluster (scripts/broker.sh
     /// with JESTMESH_BROKER_NODES). <see cref="Uri"/> lists every node, as Messaging:Uri takes them.
     /// </summary>
-    public static async Task<TestBroker> StartClusterAsync(int portOffset, int nodes)
+    public static Task<TestBroker> StartClusterAsync(int portOffset, int nodes) => StartAsync(portOffset, nodes, tls: null);
+
+    private static async Task<TestBroker> StartAsync(int portOffset, int nodes, TestPki? tls)
     {
         var basePort = int.Parse(Environment.GetEnvironmentVariable("JESTMESH_AMQP_PORT") ?? "5679", System.Globalization.CultureInfo.InvariantCulture);
         var port = basePort + portOffset;
+        int? tlsPort = tls is null ? null
+            : Environment.GetEnvironmentVariable("JESTMESH_TEST_AMQPS_PORT") is { Length: > 0 } fixedPort
+                ? int.Parse(fixedPort, System.Globalization.CultureInfo.InvariantCulture) : port + 400;
         var directory = Path.Combine(Path.GetTempPath(), $"jestmesh-private-broker-{port}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(directory);
         var script = Script();
+        var environment = tls is null ? null : new Dictionary<string, string>
+        {
+            ["JESTMESH_AMQPS_PORT"] = tlsPort!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["JESTMESH_TLS_DIR"] = tls.Directory,
+        };
         string output;
         try
         {
-            output = await RunAsync(script, port, nodes, "start", directory);
+            output = await RunScriptAsync(script, port, nodes, "start", directory, environment, []);
         }
         catch
         {
@@ -75,7 +98,7 @@ public sealed class TestBroker : IAsyncDisposable
             await RunAsync(script, port, nodes, "stop", directory).ContinueWith(_ => { }, TaskScheduler.Default);
             throw;
         }
-        return new TestBroker(output.Trim(), script, directory, port, owned: true, nodes);
+        return new TestBroker(output.Trim(), script, directory, port, owned: true, tlsPort, nodes);
     }
 
     /// <summary>SIGKILLs the node on <paramref name="nodePort"/>: a crash, no goodbye to clients or peers.</summary>
@@ -132,6 +155,13 @@ public sealed class TestBroker : IAsyncDisposable
         await RunAsync(_script, _port, _nodes, "ctl", _directory, "close_connection", pid, reason);
     }
 
+    /// <summary>rabbitmqctl list_connections with <paramref name="columns"/>: one tab-separated line per connection.</summary>
+    public async Task<IReadOnlyList<string[]>> ConnectionsAsync(params string[] columns)
+    {
+        var listing = await RunAsync(_script, _port, _nodes, "ctl", _directory, ["list_connections", .. columns, "-q", "--no-table-headers"]);
+        return listing.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => line.Split('\t', StringSplitOptions.TrimEntries)).ToList();
+    }
+
     private static readonly TimeSpan ScriptDeadline = TimeSpan.FromMinutes(10);
 
     private static string Script()
@@ -145,7 +175,10 @@ public sealed class TestBroker : IAsyncDisposable
         return script;
     }
 
-    private static async Task<string> RunAsync(string script, int port, int nodes, string command, string directory, params string[] arguments)
+    private static Task<string> RunAsync(string script, int port, int nodes, string command, string directory, params string[] arguments) =>
+        RunScriptAsync(script, port, nodes, command, directory, null, arguments);
+
+    private static async Task<string> RunScriptAsync(string script, int port, int nodes, string command, string directory, IDictionary<string, string>? environment, string[] arguments)
     {
         var start = new ProcessStartInfo(script) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(command);
@@ -157,6 +190,11 @@ public sealed class TestBroker : IAsyncDisposable
         start.Environment["JESTMESH_AMQP_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["JESTMESH_BROKER_NODES"] = nodes.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment.Remove("JESTMESH_DIST_PORT");
+        start.Environment.Remove("JESTMESH_AMQPS_PORT");
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not run {script}.");
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

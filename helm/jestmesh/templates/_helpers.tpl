@@ -46,14 +46,12 @@ securityContext:
   {{- toYaml .Values.containerSecurityContext | nindent 2 }}
 {{- end -}}
 
-{{/* Where a host listens: h2c on 8080, or for Selection with tls.enabled, HTTPS with the Secret's
-     certificate (HTTP/1.1 too, for the kubelet's HTTPS probes; gRPC negotiates h2 by ALPN). */}}
+{{/* Where a host listens: h2c on 8080, or for Selection with tls.enabled, HTTPS (its certificate comes
+     from Selection:Tls; HTTP/1.1 too, for the kubelet's HTTPS probes; gRPC negotiates h2 by ALPN). */}}
 {{- define "jestmesh.listenEnv" -}}
 {{- if .tls }}
 - {name: ASPNETCORE_URLS, value: "https://+:8080"}
 - {name: Kestrel__EndpointDefaults__Protocols, value: Http1AndHttp2}
-- {name: Kestrel__Certificates__Default__Path, value: /tls/tls.crt}
-- {name: Kestrel__Certificates__Default__KeyPath, value: /tls/tls.key}
 {{- else }}
 - {name: ASPNETCORE_URLS, value: "http://+:8080"}
 - {name: Kestrel__EndpointDefaults__Protocols, value: Http2}
@@ -144,12 +142,8 @@ startupProbe:
 {{- end }}
 {{- end -}}
 
-{{/* Trust for TLS clients (the trainer to Selection, AMQPS to the broker): the CA from tls.caSecretName. */}}
-{{- define "jestmesh.caEnv" -}}
-{{- if .Values.tls.caSecretName }}
-- {name: SSL_CERT_FILE, value: /tls-ca/ca.crt}
-{{- end }}
-{{- end -}}
+{{/* The CA of Selection's TLS (tls.caSecretName), mounted at /tls-ca: the trainer trusts it
+     (Trainer:Tls:CaFile), and with tls.clientAuth.enabled Selection takes client certificates from it. */}}
 {{- define "jestmesh.caMount" -}}
 {{- if .Values.tls.caSecretName }}
 - {name: tls-ca, mountPath: /tls-ca, readOnly: true}
@@ -159,6 +153,25 @@ startupProbe:
 {{- if .Values.tls.caSecretName }}
 - name: tls-ca
   secret: {secretName: {{ .Values.tls.caSecretName }}, items: [{key: {{ .Values.tls.caKey }}, path: ca.crt}]}
+{{- end }}
+{{- end -}}
+
+{{/* The broker's CA for an amqps:// URI (rabbitmq.caSecretName), mounted at /broker-ca: Scoring and
+     Selection read it as Messaging:Tls:CaFile; the ingest Job's CLI takes it as SSL_CERT_FILE. */}}
+{{- define "jestmesh.brokerCaEnv" -}}
+{{- if .Values.rabbitmq.caSecretName }}
+- {name: Messaging__Tls__CaFile, value: /broker-ca/ca.crt}
+{{- end }}
+{{- end -}}
+{{- define "jestmesh.brokerCaMount" -}}
+{{- if .Values.rabbitmq.caSecretName }}
+- {name: broker-ca, mountPath: /broker-ca, readOnly: true}
+{{- end }}
+{{- end -}}
+{{- define "jestmesh.brokerCaVolume" -}}
+{{- if .Values.rabbitmq.caSecretName }}
+- name: broker-ca
+  secret: {secretName: {{ .Values.rabbitmq.caSecretName }}, items: [{key: {{ .Values.rabbitmq.caKey }}, path: ca.crt}]}
 {{- end }}
 {{- end -}}
 

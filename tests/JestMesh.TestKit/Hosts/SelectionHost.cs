@@ -15,17 +15,21 @@ public sealed class SelectionHost : IAsyncDisposable
 
     private readonly WebApplication _app;
 
-    private SelectionHost(WebApplication app, int? port)
+    private SelectionHost(WebApplication app, int? port, bool https)
     {
         _app = app;
         Port = port;
+        Https = https;
     }
+
+    /// <summary>Serves https:// (Selection:Tls set; Kestrel hosts only).</summary>
+    public bool Https { get; }
 
     /// <summary>Loopback port (Kestrel hosts only).</summary>
     public int? Port { get; }
 
-    /// <summary>http://127.0.0.1:port (Kestrel hosts only).</summary>
-    public string Address => Port is { } port ? $"http://127.0.0.1:{port}" : throw new InvalidOperationException("A TestServer host has no address; start it with kestrel: true.");
+    /// <summary>http://127.0.0.1:port, or https:// (Kestrel hosts only).</summary>
+    public string Address => Port is { } port ? $"{(Https ? "https" : "http")}://127.0.0.1:{port}" : throw new InvalidOperationException("A TestServer host has no address; start it with kestrel: true.");
 
     public IServiceProvider Services => _app.Services;
 
@@ -45,8 +49,10 @@ public sealed class SelectionHost : IAsyncDisposable
             config[key] = value;
         }
         int? bound = kestrel ? port ?? FreePort() : null;
-        var app = await ServiceHosts.StartAsync("JestMesh.Selection", config, b => b.AddSelectionServices(), a => a.MapSelection(), bound);
-        var host = new SelectionHost(app, bound);
+        // With a serving certificate in its settings the host listens on https://, as deployed.
+        var https = kestrel && !string.IsNullOrEmpty(config.GetValueOrDefault("Selection:Tls:CertificateFile"));
+        var app = await ServiceHosts.StartAsync("JestMesh.Selection", config, b => b.AddSelectionServices(), a => a.MapSelection(), bound, https);
+        var host = new SelectionHost(app, bound, https);
         try
         {
             await host.Store.Loaded.Within(TimeSpan.FromSeconds(60), "Selection to load its batch log");
@@ -62,9 +68,9 @@ public sealed class SelectionHost : IAsyncDisposable
     /// <summary>A channel to this host: through TestServer's handler, or over loopback TCP.</summary>
     public GrpcChannel Channel(int maxMessageBytes = 64 * 1024 * 1024, HttpMessageHandler? handler = null)
     {
-        if (Port is { } port)
+        if (Port is not null)
         {
-            return GrpcChannel.ForAddress($"http://127.0.0.1:{port}", new GrpcChannelOptions
+            return GrpcChannel.ForAddress(Address, new GrpcChannelOptions
             {
                 MaxReceiveMessageSize = maxMessageBytes,
                 MaxSendMessageSize = maxMessageBytes,

@@ -29,10 +29,13 @@ public static class ServiceHosts
     /// <summary>
     /// Builds and starts host <paramref name="name"/> with <paramref name="settings"/> only.
     /// <paramref name="add"/> registers the service; <paramref name="map"/> maps its endpoints.
-    /// With <paramref name="kestrelPort"/> it listens (HTTP/2) on 127.0.0.1 at that port, else on TestServer.
+    /// With <paramref name="kestrelPort"/> it listens (HTTP/2) on 127.0.0.1 at that port, else on TestServer;
+    /// with <paramref name="https"/> too, on https://127.0.0.1:port as the manifests configure TLS (the
+    /// URL's HTTPS defaults, i.e. the certificate the service's own settings give Kestrel; HTTP/1.1 and
+    /// HTTP/2 by ALPN).
     /// </summary>
     public static async Task<WebApplication> StartAsync(string name, IDictionary<string, string?> settings, Action<WebApplicationBuilder> add,
-        Action<WebApplication>? map = null, int? kestrelPort = null)
+        Action<WebApplication>? map = null, int? kestrelPort = null, bool https = false)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(add);
@@ -45,7 +48,13 @@ public static class ServiceHosts
         builder.Configuration.AddInMemoryCollection(settings);
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
-        if (kestrelPort is { } port)
+        if (kestrelPort is { } tlsPort && https)
+        {
+            // Bound at start, after the service configured its HTTPS defaults (Listen would need them now).
+            builder.WebHost.UseKestrel(k => k.ConfigureEndpointDefaults(l => l.Protocols = HttpProtocols.Http1AndHttp2));
+            builder.WebHost.UseUrls($"https://127.0.0.1:{tlsPort}");
+        }
+        else if (kestrelPort is { } port)
         {
             builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, port, l => l.Protocols = HttpProtocols.Http2));
         }
