@@ -258,7 +258,13 @@ class CuratedBatches:
             raise StopIteration
         if self._iterator is None:
             self._iterator = self._run()
-        return next(self._iterator)
+        try:
+            return next(self._iterator)
+        except BaseException:
+            # The stream is over (done, closed, or an error such as the caller's score raising): the
+            # next call reopens it after the cursor instead of finding an exhausted generator.
+            self._iterator = None
+            raise
 
     def close(self) -> None:
         """Ends the stream (the service releases the session at once); the state stays resumable."""

@@ -29,6 +29,9 @@ sys.path.insert(0, str(HERE))
 READY_DEADLINE_S = float(os.environ.get("JESTMESH_UP_READY_DEADLINE", 1800))
 STOP_DEADLINE_S = 120
 JOBS = ("a", "b", "misc")
+#: Per job: the suite takes under 150 from any job; without a cap `up` publishes until stopped and its broker
+#: keeps every scored super-batch no one took (about 1 MB each, ~1 GB a minute on a quiet machine).
+MAX_SUPER_BATCHES = 400
 READY = re.compile(r"^ready address=(\S+) api_key=(\S+) jobs=(\S+)$")
 
 
@@ -48,7 +51,8 @@ class UpStack:
         self.lines = []
 
     def start(self):
-        cmd = [str(REPO / "jestmesh"), "up", "--state", self.state, "--port", str(self.port), "--api-key", self.key]
+        cmd = [str(REPO / "jestmesh"), "up", "--state", self.state, "--port", str(self.port), "--api-key", self.key,
+               "--max-super-batches", str(MAX_SUPER_BATCHES)]
         for job in self.jobs:
             cmd += ["--job", job]
         self.process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -45,6 +45,29 @@ def test_a_score_of_the_wrong_shape_or_with_nan_is_refused_before_sending(client
     _service_still_serves(client)
 
 
+def test_a_score_function_that_raises_surfaces_its_error_and_the_next_call_resumes(client):
+    import jestmesh
+    from helpers import score
+
+    calls = []
+
+    def flaky(candidate):
+        calls.append(candidate.super_batch_id)
+        if len(calls) == 1:
+            raise RuntimeError("learner out of memory")
+        return score(candidate)
+
+    with deadline(300, "raising score"), jestmesh.CuratedBatches(client, "misc", score=flaky) as s:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            next(s)
+        session = s.session_id
+        assert session and s.cursor == 0
+        batch = next(s)
+    assert batch.sequence == 1 and batch.session_id == session
+    # The candidate the failed call held went back to the job, first in line, and was offered again.
+    assert calls[1] == calls[0] and batch.super_batch_id == calls[0]
+
+
 def test_per_example_losses_of_the_wrong_shape_are_refused(client):
     import jestmesh
 

@@ -13,8 +13,13 @@ internal static class UpCommand
         var reference = new Option<string?>("--reference") { Description = "Reference checkpoint directory: reused when its SHA-256 and data settings match, trained there otherwise (default .jestmesh/reference)." };
         var port = new Option<int>("--port") { Description = $"Selection's gRPC port on 127.0.0.1 (refused if taken).", DefaultValueFactory = _ => UpOptions.DefaultPort };
         var apiKey = new Option<string?>("--api-key") { Description = "The key trainers must send (at least 16 characters; default: generated and printed)." };
+        var maxSuperBatches = new Option<int>("--max-super-batches")
+        {
+            Description = "Super-batches Ingest publishes per job, then stops publishing (0: no end). Bounds the broker's data: nothing else limits a job's backlog of scored super-batches.",
+            DefaultValueFactory = _ => 0,
+        };
         var command = new Command("up", "Start a private broker, Scoring, Selection and one Ingest per job on loopback, in the foreground, for your own trainer; Ctrl-C stops it.");
-        foreach (var o in new Option[] { jobs, state, reference, port, apiKey })
+        foreach (var o in new Option[] { jobs, state, reference, port, apiKey, maxSuperBatches })
         {
             command.Options.Add(o);
         }
@@ -37,6 +42,7 @@ internal static class UpCommand
                     Reference = parse.GetValue(reference),
                     Port = parse.GetValue(port),
                     ApiKey = parse.GetValue(apiKey),
+                    MaxSuperBatches = parse.GetValue(maxSuperBatches),
                 };
                 return await new UpRunner(options, Repo.Locate(), Console.Out).RunAsync(stop.Token);
             }
