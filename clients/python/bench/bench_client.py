@@ -54,7 +54,10 @@ def main():
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20, help="steps left out of the figures")
     p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 is faster on a busy machine)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     model = ex.SigLIP(len(ex.WORDS))
