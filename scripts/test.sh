@@ -45,6 +45,10 @@ if [ -n "$tiers" ]; then
     tier_filter="${tier_filter:+$tier_filter|}Tier=$name"
   done
 fi
+if [ -n "$filter" ]; then
+  # A --filter of the caller's selects .NET tests: the Python suite runs only without one.
+  python_tests=0
+fi
 if [ -n "$tier_filter" ] && [ -n "$filter" ]; then
   filter="($tier_filter)&($filter)"
 elif [ -n "$tier_filter" ]; then
@@ -52,7 +56,6 @@ elif [ -n "$tier_filter" ]; then
 fi
 if [ -n "$filter" ]; then
   args+=(--filter "$filter")
-  python_tests=0
 fi
 
 if [ "$python_tests" = 1 ]; then

@@ -42,7 +42,10 @@ def free_port():
 
 
 class UpStack:
-    """`./jestmesh up` as a child process; start() waits for its ready line, stop() sends SIGINT as Ctrl-C does."""
+    """`./jestmesh up` as a child process; start() waits for its ready line, stop() sends SIGTERM.
+
+    (SIGTERM, not SIGINT: `up` treats both alike, but a shell without job control starts background
+    commands with SIGINT ignored, and the suite may run under one.)"""
 
     def __init__(self, state, port, key, jobs):
         self.state, self.port, self.key, self.jobs = state, port, key, jobs
@@ -81,13 +84,13 @@ class UpStack:
     def stop(self):
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(signal.SIGTERM)
         try:
             code = self.process.wait(STOP_DEADLINE_S)
         except subprocess.TimeoutExpired:
             self.kill()
-            pytest.fail("`jestmesh up` did not stop within its deadline after SIGINT:\n" + "\n".join(self.lines[-40:]))
-        assert code == 0, "`jestmesh up` exited %s on SIGINT:\n%s" % (code, "\n".join(self.lines[-40:]))
+            pytest.fail("`jestmesh up` did not stop within its deadline after SIGTERM:\n" + "\n".join(self.lines[-40:]))
+        assert code == 0, "`jestmesh up` exited %s on SIGTERM:\n%s" % (code, "\n".join(self.lines[-40:]))
 
     def kill(self):
         if self.process is not None and self.process.poll() is None:
