@@ -132,3 +132,17 @@ def test_nothing_listening_fails_after_the_reconnect_deadline_instead_of_hanging
         with pytest.raises(jestmesh.JestMeshError) as e:
             next(iter(jestmesh.CuratedBatches(nowhere, "misc", policy="uniform", reconnect_timeout=2)))
     assert e.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_https_address_speaks_tls(up, tmp_path):
+    """https:// makes a TLS channel: against `up`'s plain-text port the handshake fails (UNAVAILABLE), never hangs."""
+    import jestmesh
+
+    with pytest.raises(FileNotFoundError):
+        jestmesh.CurationClient(f"https://{up.address}", up.key, ca_file=str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match="https"):
+        jestmesh.CurationClient(up.address, up.key, ca_file=str(tmp_path / "missing.pem"))
+    with deadline(60, "TLS to a plain-text port"), jestmesh.CurationClient(f"https://{up.address}", up.key) as tls:
+        with pytest.raises(jestmesh.JestMeshError) as e:
+            next(iter(jestmesh.CuratedBatches(tls, "misc", policy="uniform", reconnect_timeout=2)))
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE
