@@ -184,7 +184,8 @@ def main(argv=None):
         return img.numpy(), txt.numpy(), model.log_t.exp().item(), model.bias.item()
 
     learner_free = args.policy in ("uniform", "easy-reference")
-    timing = {"train_s": 0.0, "eval_s": 0.0, "wall_s": 0.0, "stall_s": 0.0}
+    # iterator_s: time inside the batch iterator (the learner scoring candidates, plus waiting for the service).
+    timing = {"train_s": 0.0, "eval_s": 0.0, "wall_s": 0.0, "iterator_s": 0.0}
     with jestmesh.CurationClient(args.address, args.api_key) as client, \
             jestmesh.CuratedBatches(client, args.job, policy=args.policy, filter_ratio=args.filter_ratio,
                                     score=None if learner_free else score, steps=args.steps, seed=args.seed) as stream:
@@ -195,7 +196,7 @@ def main(argv=None):
         swapped = 0
         for batch in stream:
             got = time.perf_counter()
-            timing["stall_s"] += got - mark
+            timing["iterator_s"] += got - mark
             if batch.sequence != step + 1:
                 raise SystemExit(f"batch {batch.sequence} after step {step}: the checkpoint and the stream disagree")
             for group in optimiser.param_groups:
