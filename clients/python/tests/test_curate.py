@@ -63,3 +63,19 @@ def test_prefetched_batches_do_not_move_the_cursor_a_resume_replays_them(client)
             again = next(resumed)
         assert again.sequence == 4 and again.replayed
         assert again.ids.tolist() == fourth.ids.tolist()
+
+
+def test_per_example_losses_curate_with_hard_learner(client):
+    """loss="per_example": score returns one loss per candidate; hard-learner keeps the b highest."""
+    import jestmesh
+
+    def losses(candidate):
+        return (candidate.ids % 1000).astype(np.float32)  # a deterministic "loss": larger ids mod 1000 are harder
+
+    with deadline(300, "per-example session"), jestmesh.CuratedBatches(client, "misc", policy="hard-learner", loss="per_example",
+                                                                       score=losses, chunks=1, gain=100.0, greedy=True, steps=2) as s:
+        got = list(s)
+    assert [b.sequence for b in got] == [1, 2]
+    for b in got:
+        kept, dropped = b.ids % 1000, b.filtered_ids % 1000
+        assert len(kept) == 128 and kept.min() >= dropped.max(), "greedy hard-learner keeps the highest losses"
