@@ -21,8 +21,9 @@ if [ -n "$nuget" ] && [ -x "$nuget" ]; then
   exec "$nuget" "${args[@]}"
 fi
 for py in python3 /usr/bin/python3; do
-  if "$py" -c 'import grpc_tools.protoc' 2>/dev/null && "$py" -c 'import grpc_tools, sys; sys.exit(0 if int(grpc_tools.__version__.split(".")[1]) >= 36 else 1)' 2>/dev/null; then
-    exec "$py" -m grpc_tools.protoc "${args[@]}"
+  # An old grpc_tools (Debian's 1.14) fails on `optional`: then try the next interpreter.
+  if "$py" -c 'import grpc_tools.protoc' 2>/dev/null && "$py" -m grpc_tools.protoc "${args[@]}"; then
+    exit 0
   fi
 done
 echo "generate.sh: no protoc with proto3 optional: set PROTOC, restore the .NET solution (Grpc.Tools), or pip install grpcio-tools" >&2
