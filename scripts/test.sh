@@ -6,8 +6,11 @@
 # Tiers (the class-level trait Tier on every test class):
 #   unit      no broker, no other process (the broker is not started)
 #   broker    needs the RabbitMQ broker
-#   endtoend  real service hosts with the trainer or the whole pipeline, the built CLI, the quick demo
-# Without --tier every tier runs. A --filter given too is combined with the tier's (both must hold).
+#   endtoend  real service hosts with the trainer or the whole pipeline, the built CLI, the quick demo,
+#             and the Python client's pytest suite (clients/python/tests, against a real `jestmesh up`)
+# Without --tier every tier runs. A --filter given too is combined with the tier's (both must hold);
+# a --filter selects .NET tests only, so the Python suite does not run with one.
+# The closing line counts the .NET and the Python tests together.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -27,18 +30,24 @@ done
 
 tier_filter=""
 needs_broker=1
+python_tests=1
 if [ -n "$tiers" ]; then
   needs_broker=0
+  python_tests=0
   IFS=',' read -ra wanted <<< "$tiers"
   for t in "${wanted[@]}"; do
     case "${t,,}" in
       unit) name=Unit ;;
       broker) name=Broker; needs_broker=1 ;;
-      endtoend|end-to-end|e2e) name=EndToEnd; needs_broker=1 ;;
+      endtoend|end-to-end|e2e) name=EndToEnd; needs_broker=1; python_tests=1 ;;
       *) echo "test.sh: unknown tier '$t' (unit, broker, endtoend)" >&2; exit 2 ;;
     esac
     tier_filter="${tier_filter:+$tier_filter|}Tier=$name"
   done
+fi
+if [ -n "$filter" ]; then
+  # A --filter of the caller's selects .NET tests: the Python suite runs only without one.
+  python_tests=0
 fi
 if [ -n "$tier_filter" ] && [ -n "$filter" ]; then
   filter="($tier_filter)&($filter)"
@@ -49,7 +58,11 @@ if [ -n "$filter" ]; then
   args+=(--filter "$filter")
 fi
 
-"$root/scripts/setup.sh"
+if [ "$python_tests" = 1 ]; then
+  "$root/scripts/setup.sh" --python
+else
+  "$root/scripts/setup.sh"
+fi
 
 export JESTMESH_AMQP_PORT=${JESTMESH_AMQP_PORT:-5699}
 if [ "$needs_broker" = 1 ]; then
@@ -74,7 +87,36 @@ dotnet test JestMesh.sln -c Release --no-build --nologo "${args[@]}" 2>&1 | tee 
 status=${PIPESTATUS[0]}
 set -e
 # dotnet test prints one "Failed: a, Passed: b, Skipped: c" line per assembly; add them up.
-grep -oE 'Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$log" \
-  | awk -F'[:,] +' '{f+=$2; p+=$4; s+=$6} END {printf "tests: %d passed, %d failed, %d skipped\n", p, f, s}'
+counts=$(grep -oE 'Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$log" \
+  | awk -F'[:,] +' '{f+=$2; p+=$4; s+=$6} END {printf "%d %d %d", p, f, s}')
+read -r passed failed skipped <<< "$counts"
 rm -f "$log"
+if [ "$python_tests" = 1 ]; then
+  # The Python client against a real `jestmesh up` (its own broker on a port the OS picks, under a temp --state).
+  # Debian's interpreter: its python3-grpcio/-protobuf/-numpy/-torch/-pytest, not a pyenv python3 on PATH.
+  junit=$(mktemp /tmp/jestmesh-pytest.XXXXXX.xml)
+  set +e
+  /usr/bin/python3 -m pytest -p no:cacheprovider -q "$root/clients/python/tests" --junitxml="$junit"
+  py_status=$?
+  set -e
+  read -r pp pf ps <<< "$(/usr/bin/python3 - "$junit" <<'PY'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception:
+    print(0, 1, 0)  # no report: pytest itself failed
+    sys.exit()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+n = lambda k: sum(int(s.get(k, 0)) for s in suites)
+print(n("tests") - n("failures") - n("errors") - n("skipped"), n("failures") + n("errors"), n("skipped"))
+PY
+)"
+  rm -f "$junit"
+  echo "pytest: $pp passed, $pf failed, $ps skipped"
+  passed=$((passed + pp)); failed=$((failed + pf)); skipped=$((skipped + ps))
+  if [ "$py_status" != 0 ] && [ "$status" = 0 ]; then
+    status=$py_status
+  fi
+fi
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$status"

@@ -13,9 +13,14 @@ internal static class UpCommand
         var reference = new Option<string?>("--reference") { Description = "Reference checkpoint directory: reused when its SHA-256 and data settings match, trained there otherwise (default .jestmesh/reference)." };
         var port = new Option<int>("--port") { Description = $"Selection's gRPC port on 127.0.0.1 (refused if taken).", DefaultValueFactory = _ => UpOptions.DefaultPort };
         var apiKey = new Option<string?>("--api-key") { Description = "The key trainers must send (at least 16 characters; default: generated and printed)." };
+        var maxSuperBatches = new Option<int>("--max-super-batches")
+        {
+            Description = "Super-batches Ingest publishes per job, then stops publishing (0: no end). A job's backlog of scored super-batches is bounded by Ingest:MaxAhead either way.",
+            DefaultValueFactory = _ => 0,
+        };
         var command = new Command("up", "Start a private broker, Scoring, Selection and one Ingest per job on loopback, in the foreground, for your own trainer; Ctrl-C stops it.");
         var cluster = new Option<int>("--cluster") { Description = "RabbitMQ nodes: 1, or 3 for a cluster on loopback whose quorum queues and batch log are replicated on every node (the services fail over between nodes).", DefaultValueFactory = _ => 1 };
-        foreach (var o in new Option[] { jobs, state, reference, port, apiKey, cluster })
+        foreach (var o in new Option[] { jobs, state, reference, port, apiKey, maxSuperBatches, cluster })
         {
             command.Options.Add(o);
         }
@@ -44,6 +49,7 @@ internal static class UpCommand
                     Reference = parse.GetValue(reference),
                     Port = parse.GetValue(port),
                     ApiKey = parse.GetValue(apiKey),
+                    MaxSuperBatches = parse.GetValue(maxSuperBatches),
                 };
                 return await new UpRunner(options, Repo.Locate(), Console.Out).RunAsync(stop.Token);
             }

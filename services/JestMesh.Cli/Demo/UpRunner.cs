@@ -24,6 +24,12 @@ internal sealed record UpOptions
     /// <summary>RabbitMQ nodes (1, or a cluster of 3 for replication).</summary>
     public int Cluster { get; init; } = 1;
 
+    /// <summary>
+    /// Super-batches Ingest publishes per job (0: until stopped). A job's backlog of scored super-batches
+    /// is bounded by Ingest:MaxAhead either way; this caps the run itself.
+    /// </summary>
+    public int MaxSuperBatches { get; init; }
+
     /// <summary>Seconds between health lines.</summary>
     public double HealthEvery { get; init; } = 5;
 }
@@ -51,6 +57,11 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
             throw new ArgumentException("--api-key must be at least 16 characters (Selection refuses shorter keys).");
         }
 
+        if (options.MaxSuperBatches < 0)
+        {
+            throw new ArgumentException("--max-super-batches must be ≥ 0 (0: no end).");
+        }
+
         if (!Repo.PortFree(options.Port))
         {
             throw new InvalidOperationException($"--port {options.Port}: 127.0.0.1:{options.Port} is taken; pass a free port with --port.");
@@ -75,9 +86,10 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
         var n = plan.SuperBatchSize(FilterRatio);
         foreach (var job in options.Jobs)
         {
-            // Ingest's most epochs (10,000 passes over the pool): it keeps the job's queue topped up (waiting while the queue
-            // is full) until `up` stops, and then stays up without publishing.
-            pipeline.Start("JestMesh.Ingest", RunDriver.IngestSettings(plan, job, n, maxSuperBatches: 0, epochs: 10_000), logName: "ingest-" + job);
+            // Ingest's most epochs (10,000 passes over the pool), or --max-super-batches: it publishes (waiting while the shared
+            // super-batch queue is full) until then or until `up` stops, and then stays up without publishing. Only that queue
+            // pushes back: a job's scored backlog grows as fast as Scoring works (about 1 MB per super-batch on the broker's disk).
+            pipeline.Start("JestMesh.Ingest", RunDriver.IngestSettings(plan, job, n, maxSuperBatches: options.MaxSuperBatches, epochs: 10_000), logName: "ingest-" + job);
         }
 
         foreach (var job in options.Jobs)
