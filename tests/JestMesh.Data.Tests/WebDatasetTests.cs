@@ -81,6 +81,8 @@ public sealed class WebDatasetTests(SmallShards shards) : IClassFixture<SmallSha
             mirror.AddRange(ShardOrder.Within(count, 7, 0, shard).Select(i => WdsWriter.KeyOf(data.Pool[(shard * 300) + i])));
         }
         Assert.Equal(mirror.Take(epoch0.Count), epoch0);
+        var positions = ShardOrder.PoolPositions(data.Pool.Count, 300, n, 7, epochs: 2).ToList();
+        Assert.Equal(streamed.Select(b => b.ToArray()), positions.Select(p => p.Select(i => WdsWriter.KeyOf(data.Pool[i])).ToArray()));
     }
 
     [Fact]

@@ -28,4 +28,41 @@ public static class ShardOrder
         new Random(seed).Shuffle(order);
         return order;
     }
+
+    /// <summary>
+    /// Pool positions of consecutive super-batches when a pool of <paramref name="poolSize"/> examples is
+    /// streamed as shards of <paramref name="shardSize"/> in pool order (what `jestmesh data wds --shard-size`
+    /// writes): the order <see cref="WdsSource.SuperBatches"/> streams those shards in, without the files.
+    /// </summary>
+    public static IEnumerable<int[]> PoolPositions(int poolSize, int shardSize, int superBatchSize, int orderSeed, int epochs = int.MaxValue)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(shardSize, 1);
+        if (superBatchSize < 1 || superBatchSize > poolSize)
+        {
+            throw new ArgumentException($"a super-batch of {superBatchSize} does not fit a pool of {poolSize} examples.", nameof(superBatchSize));
+        }
+        return Enumerate(poolSize, shardSize, superBatchSize, orderSeed, epochs);
+    }
+
+    private static IEnumerable<int[]> Enumerate(int poolSize, int shardSize, int superBatchSize, int orderSeed, int epochs)
+    {
+        var shardCount = (poolSize + shardSize - 1) / shardSize;
+        for (var epoch = 0; epoch < epochs; epoch++)
+        {
+            var batch = new List<int>(superBatchSize);
+            foreach (var shard in Shards(shardCount, orderSeed, epoch))
+            {
+                var start = shard * shardSize;
+                foreach (var i in Within(Math.Min(shardSize, poolSize - start), orderSeed, epoch, shard))
+                {
+                    batch.Add(start + i);
+                    if (batch.Count == superBatchSize)
+                    {
+                        yield return [.. batch];
+                        batch.Clear();
+                    }
+                }
+            }
+        }
+    }
 }

@@ -27,7 +27,12 @@ public sealed class WdsSource
             throw new InvalidDataException($"WebDataset directory {directory} holds no .tar shards.");
         }
         _onSkip = onSkip;
+        var listing = string.Join('\n', Shards.Select(f => $"{Path.GetFileName(f)}|{new FileInfo(f).Length}"));
+        Fingerprint = "wds-" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(listing)))[..16];
     }
+
+    /// <summary>Hash of the shard names and sizes: the source's data fingerprint on the wire and in metrics.</summary>
+    public string Fingerprint { get; }
 
     public string Root { get; }
 
