@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs what JestMesh needs on a Debian/Ubuntu machine, only what is missing:
 # the Fashion-MNIST dataset package, the RabbitMQ server, and (for the PyTorch comparison
-# benchmark, with --bench) python3-torch and numpy. Idempotent; says what to run when it cannot.
+# benchmark, with --bench, and for the reference-bundle tests, with --tests) Debian's python3-torch,
+# numpy and PIL (scripts/make-reference-bundle.py decodes its training images with PIL). Idempotent; says what to run when it cannot.
 set -euo pipefail
 want=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || want+=(dataset-fashion-mnist)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || want+=(rabbitmq-server)
-if [ "${1:-}" = "--bench" ]; then
+if [ "${1:-}" = "--bench" ] || [ "${1:-}" = "--tests" ]; then
   /usr/bin/python3 -c 'import torch, numpy' 2>/dev/null || want+=(python3-torch python3-numpy)
+fi
+if [ "${1:-}" = "--tests" ]; then
+  /usr/bin/python3 -c 'import PIL' 2>/dev/null || want+=(python3-pil)
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 echo "setup: installing ${want[*]}" >&2

@@ -49,7 +49,7 @@ if [ -n "$filter" ]; then
   args+=(--filter "$filter")
 fi
 
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" --tests
 
 export JESTMESH_AMQP_PORT=${JESTMESH_AMQP_PORT:-5699}
 if [ "$needs_broker" = 1 ]; then

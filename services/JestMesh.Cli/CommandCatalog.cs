@@ -19,5 +19,6 @@ internal static class CommandCatalog
         yield return Commands.IngestCommand.Create();
         yield return Commands.BenchScoringCommand.Create();
         yield return Commands.DataCommand.Create();
+        yield return Commands.ScoreCommand.Create();
     }
 }
