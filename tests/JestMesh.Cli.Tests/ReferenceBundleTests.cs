@@ -118,6 +118,39 @@ public sealed class ReferenceBundleTests : IDisposable
     }
 
     [Fact]
+    public async Task The_learning_core_scores_with_a_bundle_as_score_does_and_refuses_a_bad_one_at_load()
+    {
+        var bundle = MakeBundle("core", "--steps", "10");
+        var output = Path.Combine(_dir, "core-out");
+        var summary = ScoreCommand.Run(Pool, bundle, output, batchSize: 128, saveInputs: false);
+        // The examples as Ingest publishes them (built-in grey pixels and caption ids), scored by the learning core
+        // (what Scoring and train --inproc run), in two passes so the second comes from the cache.
+        var pairs = new WdsSource(Pool).InFileOrder(BuiltInPairs.Decode).Take(70).ToList();
+        var batch = Learning.ExampleBatch.FromPairs(pairs);
+        using var scorer = await ReferenceScorer.LoadAsync(bundle, "cpu", batchSize: 32, cacheCapacity: 100);
+        var first = await scorer.ScoreAsync(batch.Ids, misses => batch.Rows(misses));
+        var again = await scorer.ScoreAsync(batch.Ids, misses => batch.Rows(misses));
+
+        Assert.Equal(summary.ReferenceSha256, scorer.Embedder.Metadata.Sha256);
+        Assert.Equal(summary.Alpha, first.Alpha);
+        Assert.Equal(70, again.CacheHits);
+        var image = Cli.Npy.NpyFile.ReadFloat32(Path.Combine(output, "image.npy")).Data;
+        var text = Cli.Npy.NpyFile.ReadFloat32(Path.Combine(output, "text.npy")).Data;
+        var d = summary.D;
+        for (var k = 0; k < first.Image.Length; k++)
+        {
+            Assert.Equal(image[k], first.Image[k], 1e-6f);
+            Assert.Equal(text[k], first.Text[k], 1e-6f);
+        }
+        Assert.Equal(first.Image, again.Image);
+        Assert.Equal(70 * d, first.Image.Length);
+
+        var missing = MakeBundle("core-missing", "--steps", "0", "--defect", "missing-method");
+        var e = await Assert.ThrowsAsync<BundleException>(() => ReferenceEmbedder.LoadAsync(missing, "cpu", 32));
+        Assert.Contains("encode_text", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void The_bundle_hash_covers_every_file()
     {
         var bundle = MakeBundle("hashed", "--steps", "0");

@@ -153,11 +153,12 @@ internal static class LearnerLoop
             Seed = unchecked((ulong)s.Seed),
         };
         curation.Validate("train");
-        var meta = ModelCheckpoint.ReadMetadata(s.Reference);
+        // A reference bundle exported from PyTorch carries no data fingerprint: the user vouches for it.
+        var meta = ReferenceBundle.IsBundle(s.Reference) ? null : ModelCheckpoint.ReadMetadata(s.Reference);
         var data = PairDataset.Build(s.Data);
         // With --data the pool is the user's shards: the reference is theirs to choose (the built-in test set still evaluates).
         var shards = s.WebDataset.Length > 0 ? new WdsSource(s.WebDataset, skip => Console.Error.WriteLine($"train: {skip}")) : null;
-        if (shards is null && meta.DataFingerprint != data.Fingerprint)
+        if (shards is null && meta is not null && meta.DataFingerprint != data.Fingerprint)
         {
             throw new InvalidOperationException(
                 $"the reference in {s.Reference} was trained on data (data-seed={meta.DataSeed}, swapped-share={meta.SwappedShare}, " +
