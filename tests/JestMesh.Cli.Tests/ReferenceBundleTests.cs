@@ -134,8 +134,8 @@ public sealed class ReferenceBundleTests : IDisposable
         Assert.Equal(summary.ReferenceSha256, scorer.Embedder.Metadata.Sha256);
         Assert.Equal(summary.Alpha, first.Alpha);
         Assert.Equal(70, again.CacheHits);
-        var image = Cli.Npy.NpyFile.ReadFloat32(Path.Combine(output, "image.npy")).Data;
-        var text = Cli.Npy.NpyFile.ReadFloat32(Path.Combine(output, "text.npy")).Data;
+        var image = NpyFile.ReadFloat32(Path.Combine(output, "image.npy")).Data;
+        var text = NpyFile.ReadFloat32(Path.Combine(output, "text.npy")).Data;
         var d = summary.D;
         for (var k = 0; k < first.Image.Length; k++)
         {
@@ -144,6 +144,16 @@ public sealed class ReferenceBundleTests : IDisposable
         }
         Assert.Equal(first.Image, again.Image);
         Assert.Equal(70 * d, first.Image.Length);
+
+        // score's output as Scoring:PrecomputedDirectory: every row is a cache hit, keyed by source key, with score's values.
+        var precomputed = new EmbeddingCache(2000, d);
+        Assert.StartsWith($"loaded {summary.N} precomputed", PrecomputedEmbeddings.LoadInto(precomputed, output, summary.ReferenceSha256), StringComparison.Ordinal);
+        using var cached = new ReferenceScorer(scorer.Embedder, precomputed);
+        var fromFile = await cached.ScoreAsync(batch.Ids, _ => throw new InvalidOperationException("no example should miss"));
+        Assert.Equal(70, fromFile.CacheHits);
+        Assert.Equal(image.AsSpan(0, 70 * d).ToArray(), fromFile.Image);
+        var other = Assert.Throws<InvalidDataException>(() => PrecomputedEmbeddings.LoadInto(new EmbeddingCache(10, d), output, new string('0', 64)));
+        Assert.Contains("summary.json", other.Message, StringComparison.Ordinal);
 
         var missing = MakeBundle("core-missing", "--steps", "0", "--defect", "missing-method");
         var e = await Assert.ThrowsAsync<BundleException>(() => ReferenceEmbedder.LoadAsync(missing, "cpu", 32));

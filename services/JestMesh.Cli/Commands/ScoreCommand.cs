@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using JestMesh.Cli.InProcess;
-using JestMesh.Cli.Npy;
+using JestMesh.Data;
 using JestMesh.Data.WebDataset;
 using JestMesh.Learning;
 
