@@ -155,6 +155,9 @@ public sealed class WebDatasetIngestTests : IDisposable
         var examples = received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples).ToList();
         Assert.Equal(result.ExampleIds, examples.Select(e => e.Id));
         Assert.Equal(examples.Count, examples.Select(e => e.Id).Distinct().Count());
+        // The order `train --inproc --data --seed 4` streams (the same WdsSource call the loop makes).
+        var inproc = new WdsSource(pool).SuperBatches(250, 4, 1, BuiltInPairs.Decode).SelectMany(b => b.Select(p => p.Id));
+        Assert.Equal(inproc, examples.Select(e => e.Id));
         var byKey = data.Pool.ToDictionary(WdsWriter.KeyOf);
         Assert.All(examples, e =>
         {
