@@ -1,6 +1,7 @@
 using System.CommandLine;
 using JestMesh.Cli.InProcess;
 using JestMesh.Curation;
+using JestMesh.Learning;
 
 namespace JestMesh.Cli.Commands;
 
@@ -88,7 +89,12 @@ internal static class TrainCommand
                     $"swapped among selected {m.MeanSwappedShare:P1} ({m.Threads} threads) → {settings.Out}/metrics.json");
                 return 0;
             }
-            catch (Exception e) when (e is InvalidOperationException or FileNotFoundException or InvalidDataException)
+            catch (BundleException e)
+            {
+                Console.Error.WriteLine($"train: {e.Message}");
+                return 2;
+            }
+            catch (Exception e) when (e is InvalidOperationException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
             {
                 Console.Error.WriteLine($"train: {e.Message}");
                 return 1;
