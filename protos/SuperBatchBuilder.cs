@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using JestMesh.Data;
+using JestMesh.Data.WebDataset;
 
 namespace JestMesh.Protos.V1;
 
@@ -32,6 +33,70 @@ public static class SuperBatchBuilder
         return batch;
     }
 
+    /// <summary>Super-batch <paramref name="sequence"/> of <paramref name="job"/> from decoded WebDataset samples, in that order.</summary>
+    public static SuperBatch Build(string job, long sequence, IReadOnlyList<WdsPair> pairs, string dataFingerprint)
+    {
+        ArgumentNullException.ThrowIfNull(pairs);
+        var batch = new SuperBatch
+        {
+            Id = SuperBatchId(job, sequence),
+            Job = job,
+            Sequence = sequence,
+            DataFingerprint = dataFingerprint,
+            CreatedUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+        };
+        foreach (var pair in pairs)
+        {
+            batch.Examples.Add(ToExample(pair));
+        }
+        return batch;
+    }
+
+    /// <summary>
+    /// A WebDataset sample on the wire: the decoded grey pixels the built-in models take in `image`,
+    /// the stored bytes and format, the caption text and ids, the source key (the id derives from it).
+    /// </summary>
+    public static Example ToExample(WdsPair pair)
+    {
+        ArgumentNullException.ThrowIfNull(pair);
+        var sample = pair.Sample;
+        var example = new Example
+        {
+            Id = pair.Id,
+            Image = ByteString.CopyFrom(pair.Pixels),
+            GroundTruth = pair.Kind switch
+            {
+                PairKind.Clean => GroundTruthKind.Clean,
+                PairKind.Swapped => GroundTruthKind.Swapped,
+                PairKind.Duplicate => GroundTruthKind.Duplicate,
+                _ => GroundTruthKind.Unspecified,
+            },
+            ImageHeight = ImageSet.Side,
+            ImageWidth = ImageSet.Side,
+            EncodedImage = ByteString.CopyFrom(sample.Image),
+            ImageFormat = sample.Encoding == ImageEncoding.Png ? ImageFormat.Png : ImageFormat.Jpeg,
+            Caption = sample.Caption,
+            Source = new SourceKey { Shard = sample.Shard, Key = sample.Key },
+        };
+        if (pair.Label >= 0)
+        {
+            example.Label = pair.Label;
+        }
+        example.CaptionTokens.AddRange(Trim(pair.Tokens));
+        return example;
+    }
+
+    private static ArraySegment<int> Trim(int[] tokens)
+    {
+        // Trailing pad tokens carry nothing: the embedding bag ignores them and Scoring pads again.
+        var length = tokens.Length;
+        while (length > 0 && tokens[length - 1] == Captions.PadToken)
+        {
+            length--;
+        }
+        return new ArraySegment<int>(tokens, 0, length);
+    }
+
     public static Example ToExample(PairDataset data, PairExample pair)
     {
         ArgumentNullException.ThrowIfNull(data);
@@ -52,13 +117,7 @@ public static class SuperBatchBuilder
             ImageWidth = ImageSet.Side,
             ImageIndex = pair.ImageIndex,
         };
-        // Trailing pad tokens carry nothing: the embedding bag ignores them and Scoring pads again.
-        var length = pair.Tokens.Length;
-        while (length > 0 && pair.Tokens[length - 1] == Captions.PadToken)
-        {
-            length--;
-        }
-        example.CaptionTokens.AddRange(new ArraySegment<int>(pair.Tokens, 0, length));
+        example.CaptionTokens.AddRange(Trim(pair.Tokens));
         return example;
     }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what JestMesh needs on a Debian/Ubuntu machine, only what is missing:
 # the Fashion-MNIST dataset package, the RabbitMQ server, and (for the PyTorch comparison
-# benchmark, with --bench) python3-torch and numpy, and (for the Python client's tests, with --python)
-# Debian's python3-grpcio, -protobuf, -numpy, -pytest and -torch. Idempotent; says what to run when it cannot.
+# benchmark, with --bench) Debian's python3-torch and numpy, and (for the tests, with --tests: the
+# reference-bundle tests and the Python client's pytest suite) python3-torch, -numpy, -pil (the bundle
+# script decodes its training images with PIL), -grpcio, -protobuf and -pytest. Idempotent; says what to run when it cannot.
 set -euo pipefail
 want=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || want+=(dataset-fashion-mnist)
@@ -10,8 +11,8 @@ want=()
 if [ "${1:-}" = "--bench" ]; then
   /usr/bin/python3 -c 'import torch, numpy' 2>/dev/null || want+=(python3-torch python3-numpy)
 fi
-if [ "${1:-}" = "--python" ]; then
-  for m in grpc:python3-grpcio google.protobuf:python3-protobuf numpy:python3-numpy pytest:python3-pytest torch:python3-torch; do
+if [ "${1:-}" = "--tests" ] || [ "${1:-}" = "--python" ]; then
+  for m in PIL:python3-pil grpc:python3-grpcio google.protobuf:python3-protobuf pytest:python3-pytest torch:python3-torch numpy:python3-numpy; do
     /usr/bin/python3 -c "import ${m%%:*}" 2>/dev/null || want+=("${m#*:}")
   done
 fi

@@ -58,11 +58,8 @@ if [ -n "$filter" ]; then
   args+=(--filter "$filter")
 fi
 
-if [ "$python_tests" = 1 ]; then
-  "$root/scripts/setup.sh" --python
-else
-  "$root/scripts/setup.sh"
-fi
+# Everything any tier needs (dataset, broker, and Debian's Python packages for the bundle and client tests).
+"$root/scripts/setup.sh" --tests
 
 export JESTMESH_AMQP_PORT=${JESTMESH_AMQP_PORT:-5699}
 if [ "$needs_broker" = 1 ]; then

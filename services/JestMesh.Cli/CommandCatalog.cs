@@ -18,5 +18,7 @@ internal static class CommandCatalog
         yield return Commands.ReportCommand.Create();
         yield return Commands.IngestCommand.Create();
         yield return Commands.BenchScoringCommand.Create();
+        yield return Commands.DataCommand.Create();
+        yield return Commands.ScoreCommand.Create();
     }
 }

@@ -52,6 +52,13 @@ public sealed class IngestOptions
     [Range(0, int.MaxValue)]
     public int OrderSeed { get; set; }
 
+    /// <summary>
+    /// A directory of WebDataset .tar shards to publish instead of the built-in pool ("" = the built-in
+    /// Fashion-MNIST pool). Streamed in <see cref="JestMesh.Data.WebDataset.ShardOrder"/> of OrderSeed;
+    /// samples that cannot be used are logged and counted, never published.
+    /// </summary>
+    public string WebDatasetDirectory { get; set; } = "";
+
     [Range(0, int.MaxValue)]
     public int DataSeed { get; set; }
 

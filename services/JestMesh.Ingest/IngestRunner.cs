@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Google.Protobuf;
 using JestMesh.Data;
+using JestMesh.Data.WebDataset;
 using JestMesh.Messaging;
 using JestMesh.Protos;
 using JestMesh.Protos.V1;
@@ -10,7 +11,12 @@ using Microsoft.Extensions.Options;
 namespace JestMesh.Ingest;
 
 /// <summary>Outcome of one ingest run.</summary>
-public sealed record IngestResult(int SuperBatches, long Examples, int BackpressureWaits, IReadOnlyList<long> ExampleIds);
+/// <param name="SuperBatches">Super-batches published and confirmed.</param>
+/// <param name="Examples">Examples in them.</param>
+/// <param name="BackpressureWaits">Times the input queue was full.</param>
+/// <param name="ExampleIds">Ids of the published examples, in order.</param>
+/// <param name="Skipped">Samples of a WebDataset source that were not published (each logged with its shard, key and reason).</param>
+public sealed record IngestResult(int SuperBatches, long Examples, int BackpressureWaits, IReadOnlyList<long> ExampleIds, int Skipped = 0);
 
 /// <summary>
 /// Publishes a job's super-batches to jestmesh.superbatches, each confirmed before the next. When
@@ -43,22 +49,44 @@ public sealed partial class IngestRunner
     /// <summary>Ready messages at or below which a refused publisher resumes.</summary>
     public int ResumeBelow => _options.ResumeBelow > 0 ? _options.ResumeBelow : Math.Max(0, _connections.Options.InputQueueMaxLength / 2);
 
-    public async Task<IngestResult> RunAsync(PairDataset data, CancellationToken cancellationToken)
+    public Task<IngestResult> RunAsync(PairDataset data, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(data);
+        var batches = IngestPlan.Positions(data.Pool.Count, _options)
+            .Select((positions, sequence) => SuperBatchBuilder.Build(data, _options.Job, sequence, positions));
+        return PublishAsync(batches, () => 0, cancellationToken);
+    }
+
+    /// <summary>
+    /// Publishes a WebDataset source in its shard order for Ingest:OrderSeed; every sample it skips is
+    /// logged (shard, key, reason) and counted in <see cref="IngestResult.Skipped"/>.
+    /// </summary>
+    public Task<IngestResult> RunAsync(string webDatasetDirectory, CancellationToken cancellationToken)
+    {
+        var source = new WdsSource(webDatasetDirectory, skip => LogSkipped(_logger, skip.Shard, skip.Key, skip.Reason));
+        IEnumerable<SuperBatch> batches = source.SuperBatches(_options.SuperBatchSize, _options.OrderSeed, _options.Epochs, BuiltInPairs.Decode)
+            .Select((pairs, sequence) => SuperBatchBuilder.Build(_options.Job, sequence, pairs, source.Fingerprint));
+        if (_options.MaxSuperBatches > 0)
+        {
+            batches = batches.Take(_options.MaxSuperBatches);
+        }
+        return PublishAsync(batches, () => source.Skipped.Count, cancellationToken);
+    }
+
+    private async Task<IngestResult> PublishAsync(IEnumerable<SuperBatch> batches, Func<int> skipped, CancellationToken cancellationToken)
+    {
         await _connections.DeclareTopologyAsync(cancellationToken);
         var queue = _connections.Topology.SuperBatches;
         var jobQueue = _connections.Topology.JobQueue(_options.Job);
         var ids = new List<long>();
         var sequence = 0L;
         var waits = 0;
-        foreach (var positions in IngestPlan.Positions(data.Pool.Count, _options))
+        foreach (var batch in batches)
         {
             if (await WaitForJobRoomAsync(jobQueue, cancellationToken))
             {
                 waits++;
             }
-            var batch = SuperBatchBuilder.Build(data, _options.Job, sequence, positions);
             using (var activity = Source.StartActivity(Telemetry.Spans.IngestPublish, ActivityKind.Internal))
             {
                 activity?.SetTag(Telemetry.Attributes.Job, _options.Job);
@@ -90,8 +118,9 @@ public sealed partial class IngestRunner
             }
             sequence++;
         }
-        LogDone(_logger, _options.Job, sequence, ids.Count, waits);
-        return new IngestResult((int)sequence, ids.Count, waits, ids);
+        var skips = skipped();
+        LogDone(_logger, _options.Job, sequence, ids.Count, waits, skips);
+        return new IngestResult((int)sequence, ids.Count, waits, ids, skips);
     }
 
     /// <summary>Waits while the job's queue holds Ingest:MaxAhead or more ready super-batches; true when it had to wait.</summary>
@@ -152,6 +181,9 @@ public sealed partial class IngestRunner
     [LoggerMessage(Level = LogLevel.Information, Message = "{Queue} is full: holding super-batch {SuperBatchId} until at most {ResumeBelow} are waiting")]
     private static partial void LogQueueFull(ILogger logger, string queue, string superBatchId, int resumeBelow);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Job {Job}: published {SuperBatches} super-batches ({Examples} examples), {Waits} backpressure waits")]
-    private static partial void LogDone(ILogger logger, string job, long superBatches, int examples, int waits);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {Job}: published {SuperBatches} super-batches ({Examples} examples), {Waits} backpressure waits, {Skipped} samples skipped")]
+    private static partial void LogDone(ILogger logger, string job, long superBatches, int examples, int waits, int skipped);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Skipped WebDataset sample {Shard}/{Key}: {Reason}")]
+    private static partial void LogSkipped(ILogger logger, string shard, string key, string reason);
 }

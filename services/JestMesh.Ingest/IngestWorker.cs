@@ -19,9 +19,17 @@ public sealed partial class IngestWorker(IngestRunner runner, IOptions<IngestOpt
         }
         try
         {
-            // Loading and captioning 60k images is CPU work: keep it off the host's start path.
-            var data = await Task.Run(() => PairDataset.Build(options.Value.ToDataOptions()), stoppingToken);
-            _completion.TrySetResult(await runner.RunAsync(data, stoppingToken));
+            if (options.Value.WebDatasetDirectory.Length > 0)
+            {
+                // Shards are read and decoded as they are published (one shard in memory): off the start path too.
+                _completion.TrySetResult(await Task.Run(() => runner.RunAsync(options.Value.WebDatasetDirectory, stoppingToken), stoppingToken));
+            }
+            else
+            {
+                // Loading and captioning 60k images is CPU work: keep it off the host's start path.
+                var data = await Task.Run(() => PairDataset.Build(options.Value.ToDataOptions()), stoppingToken);
+                _completion.TrySetResult(await runner.RunAsync(data, stoppingToken));
+            }
             if (options.Value.ExitWhenDone)
             {
                 lifetime.StopApplication();

@@ -1,4 +1,5 @@
 using JestMesh.Data;
+using JestMesh.Data.WebDataset;
 
 namespace JestMesh.Learning;
 
@@ -48,6 +49,22 @@ public sealed class ExampleBatch
             ids[i] = pair.Id;
             data.Train.Image(pair.ImageIndex).CopyTo(pixels.AsSpan(i * ImageSet.PixelsPerImage));
             tokens[i] = pair.Tokens;
+        }
+        return new ExampleBatch(ids, pixels, tokens);
+    }
+
+    /// <summary>Decoded WebDataset samples, in that order.</summary>
+    public static ExampleBatch FromPairs(IReadOnlyList<WdsPair> pairs)
+    {
+        ArgumentNullException.ThrowIfNull(pairs);
+        var ids = new long[pairs.Count];
+        var pixels = new byte[pairs.Count * ImageSet.PixelsPerImage];
+        var tokens = new int[pairs.Count][];
+        for (var i = 0; i < pairs.Count; i++)
+        {
+            ids[i] = pairs[i].Id;
+            pairs[i].Pixels.CopyTo(pixels.AsSpan(i * ImageSet.PixelsPerImage));
+            tokens[i] = pairs[i].Tokens;
         }
         return new ExampleBatch(ids, pixels, tokens);
     }

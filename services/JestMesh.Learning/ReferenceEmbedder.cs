@@ -15,6 +15,7 @@ public sealed class ReferenceEmbedder : IDisposable
     private readonly Thread _thread;
     private readonly int _batchSize;
     private SiglipModel? _model;
+    private ReferenceBundle? _bundle;
 
     private ReferenceEmbedder(int batchSize)
     {
@@ -27,7 +28,10 @@ public sealed class ReferenceEmbedder : IDisposable
 
     public string DeviceName { get; private set; } = "";
 
-    public int Dim => Metadata.Config.Dim;
+    public int Dim => _bundle?.Dim ?? Metadata.Config.Dim;
+
+    /// <summary>The PyTorch-exported bundle this embedder runs, when it runs one instead of a built-in checkpoint.</summary>
+    public ReferenceBundle? Bundle => _bundle;
 
     public int VocabularySize => Metadata.Config.VocabularySize;
 
@@ -38,7 +42,11 @@ public sealed class ReferenceEmbedder : IDisposable
 
     public float Beta { get; private set; }
 
-    /// <summary>Loads the checkpoint (SHA-256 checked) on the model thread.</summary>
+    /// <summary>
+    /// Loads the checkpoint (SHA-256 checked) on the model thread: a built-in checkpoint, or a reference
+    /// bundle exported from PyTorch (a directory with reference.json; <see cref="ReferenceBundle"/>, CPU).
+    /// </summary>
+    /// <exception cref="BundleException">The bundle cannot be used (one line naming the file or the method and shape).</exception>
     public static async Task<ReferenceEmbedder> LoadAsync(string checkpoint, string device, int batchSize)
     {
         var embedder = new ReferenceEmbedder(batchSize);
@@ -46,6 +54,16 @@ public sealed class ReferenceEmbedder : IDisposable
         {
             await embedder.InvokeAsync(() =>
             {
+                if (ReferenceBundle.IsBundle(checkpoint))
+                {
+                    var bundle = ReferenceBundle.Load(checkpoint);
+                    embedder._bundle = bundle;
+                    embedder.Metadata = new CheckpointMetadata { Architecture = "torchscript-bundle", Dim = bundle.Dim, Sha256 = bundle.Sha256 };
+                    embedder.DeviceName = "cpu";
+                    embedder.Alpha = bundle.Alpha;
+                    embedder.Beta = bundle.Beta;
+                    return true;
+                }
                 var target = ResolveDevice(device);
                 var (model, metadata) = ModelCheckpoint.Load(checkpoint, target);
                 model.eval();
@@ -82,7 +100,37 @@ public sealed class ReferenceEmbedder : IDisposable
 
     /// <summary>No-grad, batched reference embeddings of <paramref name="count"/> examples.</summary>
     public Task<EmbeddingBatch> EmbedAsync(byte[] pixels, int count, IReadOnlyList<int[]> tokens) =>
-        InvokeAsync(() => _model!.Embed(pixels, count, tokens, _batchSize));
+        InvokeAsync(() => _bundle is null ? _model!.Embed(pixels, count, tokens, _batchSize) : EmbedWithBundle(_bundle, pixels, count, tokens));
+
+    /// <summary>
+    /// A bundle's embeddings of built-in examples (28 x 28 grey pixels, built-in caption ids): the grey
+    /// image as its PNG, decoded as the bundle declares, and the caption's text, tokenized by the bundle;
+    /// so a pool written by `data wds` gets the inputs `score` gives the bundle for the same samples.
+    /// </summary>
+    private EmbeddingBatch EmbedWithBundle(ReferenceBundle bundle, byte[] pixels, int count, IReadOnlyList<int[]> tokens)
+    {
+        var side = JestMesh.Data.ImageSet.Side;
+        var pixelsPerImage = side * side;
+        var d = bundle.Dim;
+        var image = new float[count * d];
+        var text = new float[count * d];
+        for (var start = 0; start < count; start += _batchSize)
+        {
+            var n = Math.Min(_batchSize, count - start);
+            var x = new float[n * bundle.ImageSize];
+            var t = new long[n * bundle.Spec.ContextLength];
+            for (var i = 0; i < n; i++)
+            {
+                var png = JestMesh.Data.WebDataset.ImageCodec.EncodePngGrey(pixels.AsSpan((start + i) * pixelsPerImage, pixelsPerImage), side, side);
+                bundle.DecodeImage(png, x.AsSpan(i * bundle.ImageSize, bundle.ImageSize));
+                bundle.Tokenize(JestMesh.Data.Captions.Decode(tokens[start + i]), t.AsSpan(i * bundle.Spec.ContextLength, bundle.Spec.ContextLength));
+            }
+            var (zi, zt) = bundle.Embed(x, t, n);
+            zi.CopyTo(image, start * d);
+            zt.CopyTo(text, start * d);
+        }
+        return new EmbeddingBatch(image, text, count, d, bundle.Alpha, bundle.Beta);
+    }
 
     private Task<T> InvokeAsync<T>(Func<T> work)
     {
@@ -110,6 +158,7 @@ public sealed class ReferenceEmbedder : IDisposable
             item();
         }
         _model?.Dispose();
+        _bundle?.Dispose();
     }
 
     public void Dispose()

@@ -31,6 +31,12 @@ public static partial class ScoringExtensions
                 var logger = services.GetRequiredService<ILogger<EmbeddingCache>>();
                 LogCache(logger, outcome);
             }
+            if (options.PrecomputedDirectory.Length > 0)
+            {
+                var outcome = PrecomputedEmbeddings.LoadInto(cache, options.PrecomputedDirectory, embedder.Metadata.Sha256);
+                var logger = services.GetRequiredService<ILogger<EmbeddingCache>>();
+                LogCache(logger, outcome);
+            }
             return cache;
         });
         builder.Services.AddSingleton(services => new ReferenceScorer(services.GetRequiredService<ReferenceEmbedder>(), services.GetRequiredService<EmbeddingCache>()));

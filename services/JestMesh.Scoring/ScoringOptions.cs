@@ -34,6 +34,13 @@ public sealed class ScoringOptions
     [Range(typeof(TimeSpan), "00:00:00", "24:00:00")]
     public TimeSpan CacheSaveInterval { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// Output directory of `jestmesh score` for this reference: its embeddings are loaded into the cache
+    /// at start, keyed by source key, so the model runs only for examples it lacks (empty: none). Embeddings
+    /// of another reference (summary.json's reference_sha256) stop the service at start.
+    /// </summary>
+    public string PrecomputedDirectory { get; set; } = "";
+
     /// <summary>Refuse super-batches whose data fingerprint differs (empty: accept any).</summary>
     public string ExpectedDataFingerprint { get; set; } = "";
 }

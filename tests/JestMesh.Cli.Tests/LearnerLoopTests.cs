@@ -2,6 +2,7 @@ using System.Text.Json;
 using JestMesh.Cli.InProcess;
 using JestMesh.Curation;
 using JestMesh.Data;
+using JestMesh.Data.WebDataset;
 using JestMesh.TestKit;
 
 namespace JestMesh.Cli.Tests;
@@ -52,6 +53,31 @@ public sealed class LearnerLoopTests : IDisposable
         Assert.All(shares, s => Assert.InRange(s, 0, 1));
         Assert.Equal(2, root.GetProperty("swapped_share_over_time").GetArrayLength());
         Assert.Equal(4, root.GetProperty("mean_chunk_entropy").GetArrayLength());
+    }
+
+    [Fact]
+    public void Through_shards_written_by_data_wds_the_loop_gives_the_same_evaluations_as_the_built_in_pool_in_the_same_order()
+    {
+        var options = new DataOptions { Seed = 3 };
+        var data = PairDataset.Build(options);
+        var reference = TestReference.SaveUntrained(Path.Combine(_dir, "ref"), data, seed: 0);
+        WdsWriter.WriteDataset(data, Path.Combine(_dir, "wds"), 1000);
+        LearnerSettings Run(string name) => Settings(SelectionPolicy.Learnability, reference, options) with
+        {
+            Steps = 12, EvalEvery = 4, Seed = 5, Out = Path.Combine(_dir, name),
+        };
+
+        var builtIn = LearnerLoop.Run(Run("built-in") with { AsShards = 1000 });
+        var shards = LearnerLoop.Run(Run("shards") with { WebDataset = Path.Combine(_dir, "wds", "pool") });
+
+        Assert.Equal(3, builtIn.Eval.Count);
+        Assert.Equal(builtIn.Eval, shards.Eval);
+        Assert.Equal(builtIn.Loss, shards.Loss);
+        Assert.Equal(builtIn.SwappedShare, shards.SwappedShare);
+        Assert.Equal(0, shards.SkippedSamples);
+        Assert.StartsWith("wds-", shards.DataFingerprint, StringComparison.Ordinal);
+        // The whole-pool order of the built-in source is another order of the same data: another loss curve.
+        Assert.NotEqual(builtIn.Loss, LearnerLoop.Run(Run("global")).Loss);
     }
 
     private LearnerSettings Settings(SelectionPolicy policy, string reference, DataOptions data) => new()

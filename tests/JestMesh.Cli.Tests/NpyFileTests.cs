@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
-using JestMesh.Cli.Npy;
+using JestMesh.Data;
 
 namespace JestMesh.Cli.Tests;
 

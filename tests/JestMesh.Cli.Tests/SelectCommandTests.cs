@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using JestMesh.Cli.Commands;
-using JestMesh.Cli.Npy;
+using JestMesh.Data;
 
 namespace JestMesh.Cli.Tests;
 

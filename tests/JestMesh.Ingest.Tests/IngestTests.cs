@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
+using System.Formats.Tar;
 using JestMesh.Data;
+using JestMesh.Data.WebDataset;
 using JestMesh.Protos.V1;
 using JestMesh.TestKit;
 using Microsoft.Extensions.Options;
@@ -141,5 +143,75 @@ public sealed class SuperBatchBuilderTests(RealPairs pairs) : IClassFixture<Real
         Assert.NotEqual(plan[0], otherSeed[0]);
         Assert.Equal(4, limited);
         Assert.Throws<ArgumentException>(() => IngestPlan.Positions(10, new IngestOptions { Job = "j", SuperBatchSize = 11 }).ToList());
+    }
+}
+
+[Trait("Tier", "Broker")]
+public sealed class WebDatasetIngestTests : IDisposable
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(2);
+    private readonly string _dir = Directory.CreateTempSubdirectory("jestmesh-wds-ingest-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public async Task Ingest_publishes_shards_with_their_source_keys_and_logs_and_counts_every_skipped_sample()
+    {
+        var train = FashionMnist.LoadTrain(FashionMnist.DefaultDirectory);
+        var small = new ImageSet(train.Pixels[..(1200 * ImageSet.PixelsPerImage)], train.Labels[..1200]);
+        var data = PairDataset.Build(new DataOptions { Seed = 1, CuratedSize = 100 }, small, small);
+        WdsWriter.WriteDataset(data, _dir, 400);
+        var pool = Path.Combine(_dir, "pool");
+        using (var file = File.Create(Path.Combine(pool, "zz-bad.tar")))
+        using (var tar = new TarWriter(file, TarEntryFormat.Ustar))
+        {
+            Add(tar, "broken.png", [1, 2, 3, 4]);
+            Add(tar, "broken.txt", "a tee"u8.ToArray());
+            Add(tar, "foreign.png", ImageCodec.EncodePngGrey(small.Image(0), 28, 28));
+            Add(tar, "foreign.txt", "ein rotes kleid"u8.ToArray());
+        }
+        var options = TestBroker.Shared().Options(TestNames.Unique("ingest-wds"));
+        await using var client = new BrokerClient(options);
+        var log = new RecordingLogger<IngestRunner>();
+        var runner = new IngestRunner(client.Connections, client.Publisher, Options.Create(new IngestOptions { Job = "wds", SuperBatchSize = 250, OrderSeed = 4 }), log);
+        await client.Connections.DeclareTopologyAsync(CancellationToken.None);
+        var received = new ConcurrentQueue<SuperBatch>();
+        var consumer = client.NewConsumer();
+        await consumer.StartAsync(client.Topology.SuperBatches, (message, _) =>
+        {
+            received.Enqueue(SuperBatch.Parser.ParseFrom(message.Body.Span));
+            return Task.CompletedTask;
+        }, CancellationToken.None);
+
+        var result = await runner.RunAsync(pool, CancellationToken.None).Within(Deadline, "ingest of the shards");
+        await Eventually.WaitUntilAsync(() => received.Count == result.SuperBatches, Deadline, "every published super-batch at the consumer");
+
+        Assert.Equal(data.Pool.Count / 250, result.SuperBatches);
+        Assert.Equal(2, result.Skipped);
+        var skipped = log.Named("LogSkipped").Select(e => (string)e.Values["Key"]!).Order().ToArray();
+        Assert.Equal(["broken", "foreign"], skipped);
+        var examples = received.OrderBy(b => b.Sequence).SelectMany(b => b.Examples).ToList();
+        Assert.Equal(result.ExampleIds, examples.Select(e => e.Id));
+        Assert.Equal(examples.Count, examples.Select(e => e.Id).Distinct().Count());
+        // The order `train --inproc --data --seed 4` streams (the same WdsSource call the loop makes).
+        var inproc = new WdsSource(pool).SuperBatches(250, 4, 1, BuiltInPairs.Decode).SelectMany(b => b.Select(p => p.Id));
+        Assert.Equal(inproc, examples.Select(e => e.Id));
+        var byKey = data.Pool.ToDictionary(WdsWriter.KeyOf);
+        Assert.All(examples, e =>
+        {
+            Assert.Equal(SourceKeys.Id(e.Source.Shard, e.Source.Key), e.Id);
+            Assert.Equal(ImageFormat.Png, e.ImageFormat);
+            var pair = byKey[e.Source.Key];
+            Assert.Equal(data.Train.Image(pair.ImageIndex).ToArray(), e.Image.ToByteArray());
+            Assert.Equal(Captions.Decode(pair.Tokens), e.Caption);
+            Assert.Equal(pair.Tokens.Where(t => t != Captions.PadToken), e.CaptionTokens);
+        });
+        Assert.All(received, b => b.Validate(Captions.VocabularySize, Captions.MaxTokens));
+    }
+
+    private static void Add(TarWriter tar, string name, byte[] bytes)
+    {
+        using var stream = new MemoryStream(bytes);
+        tar.WriteEntry(new UstarTarEntry(TarEntryType.RegularFile, name) { DataStream = stream });
     }
 }

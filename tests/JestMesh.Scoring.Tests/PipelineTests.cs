@@ -285,6 +285,31 @@ public sealed class PipelineTests(PipelineFixture fixture)
     }
 
     [Fact]
+    public async Task Scoring_given_a_bad_reference_bundle_or_precomputed_file_refuses_to_start_naming_the_file()
+    {
+        var dir = Directory.CreateTempSubdirectory("jestmesh-bad-bundle-").FullName;
+        try
+        {
+            var json = Path.Combine(dir, "reference.json");
+            File.WriteAllText(json, "{\"image\": {\"height\": 28, \"width\": 28, \"channels\": 1, \"mean\": [0.5], \"std\": [0.5]}}");
+            var options = TestBroker.Shared().Options(TestNames.Unique("bundle"));
+
+            var error = await Assert.ThrowsAsync<BundleException>(() => ServiceHosts.StartScoringAsync(options, dir, ""));
+            Assert.Equal($"{json}: \"text\" is missing (see README, reference bundles).", error.Message);
+
+            // Precomputed embeddings that are not score's output for this reference: refused at start too.
+            var precomputed = Directory.CreateDirectory(Path.Combine(dir, "scored")).FullName;
+            var missing = await Assert.ThrowsAsync<InvalidDataException>(() => ServiceHosts.StartScoringAsync(options, fixture.CheckpointDirectory, "", extra:
+                new Dictionary<string, string?> { ["Scoring:PrecomputedDirectory"] = precomputed }));
+            Assert.Contains(Path.Combine(precomputed, "summary.json"), missing.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Scoring_asked_for_cuda_without_a_gpu_fails_at_start_naming_the_setting()
     {
         if (TorchSharp.torch.cuda.is_available())

@@ -4,8 +4,8 @@ using System.Globalization;
 using System.Reflection.PortableExecutable;
 using System.Text.Json;
 using JestMesh.Cli.InProcess;
-using JestMesh.Cli.Npy;
 using JestMesh.Curation;
+using JestMesh.Data;
 
 namespace JestMesh.Cli.Commands;
 

@@ -28,9 +28,10 @@ internal static partial class IngestCommand
         var seed = new Option<int>("--seed") { Description = "Data seed (pool noise and captions)", DefaultValueFactory = _ => 0 };
         var swapped = new Option<double>("--swapped-share") { Description = "Share of pool captions swapped for wrong ones", DefaultValueFactory = _ => 0.7 };
         var dataDir = new Option<string>("--data-dir") { Description = "Fashion-MNIST directory", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
+        var wds = new Option<string>("--data") { Description = "Directory of WebDataset .tar shards to publish instead of the built-in pool (e.g. OUT/pool of `data wds`)", DefaultValueFactory = _ => "" };
         var maxQueue = new Option<int>("--max-queue") { Description = "Length limit of the input queue (backpressure)", DefaultValueFactory = _ => 32 };
         var command = new Command("ingest", "Publish a job's super-batches of the noisy Fashion-MNIST pool to jestmesh.superbatches (runs the Ingest service once).");
-        foreach (var option in new Option[] { amqp, prefix, job, size, count, epochs, seed, swapped, dataDir, maxQueue })
+        foreach (var option in new Option[] { amqp, prefix, job, size, count, epochs, seed, swapped, dataDir, wds, maxQueue })
         {
             command.Options.Add(option);
         }
@@ -44,7 +45,8 @@ internal static partial class IngestCommand
                 ClientName = "jestmesh-ingest-cli",
             };
             var settings = new IngestSettings(parse.GetValue(job)!, parse.GetValue(size), parse.GetValue(count), parse.GetValue(epochs),
-                parse.GetValue(seed), parse.GetValue(swapped), parse.GetValue(dataDir)!);
+                parse.GetValue(seed), parse.GetValue(swapped), parse.GetValue(dataDir)!,
+                parse.GetValue(wds) is { Length: > 0 } shards ? Path.GetFullPath(shards) : "");
             var errors = ValidatedOptions.Validate(messaging, MessagingOptions.SectionName).Concat(settings.Problems()).ToList();
             if (errors.Count > 0)
             {
@@ -76,7 +78,7 @@ internal static partial class IngestCommand
     private static partial Regex JobName();
 
     /// <summary>The command's ingest options: checked here under their option names, passed to the service as its Ingest:* settings.</summary>
-    private sealed record IngestSettings(string Job, int SuperBatchSize, int SuperBatches, int Epochs, int Seed, double SwappedShare, string DataDirectory)
+    private sealed record IngestSettings(string Job, int SuperBatchSize, int SuperBatches, int Epochs, int Seed, double SwappedShare, string DataDirectory, string WebDatasetDirectory)
     {
         /// <summary>
         /// One line per bad option, in the service's own ranges (IngestOptions), so a bad value is
@@ -112,6 +114,10 @@ internal static partial class IngestCommand
             {
                 yield return "--data-dir: must name the Fashion-MNIST directory.";
             }
+            if (WebDatasetDirectory.Length > 0 && !Directory.Exists(WebDatasetDirectory))
+            {
+                yield return $"--data {WebDatasetDirectory}: no such directory.";
+            }
         }
 
         /// <summary>The service's configuration as environment variables (README, "Configuration").</summary>
@@ -129,6 +135,7 @@ internal static partial class IngestCommand
             ["Ingest__DataSeed"] = Seed.ToString(CultureInfo.InvariantCulture),
             ["Ingest__SwappedShare"] = SwappedShare.ToString("R", CultureInfo.InvariantCulture),
             ["Ingest__DataDirectory"] = DataDirectory,
+            ["Ingest__WebDatasetDirectory"] = WebDatasetDirectory,
             ["Ingest__ExitWhenDone"] = "true",
             ["Logging__Console__FormatterName"] = "simple",
             ["Logging__Console__FormatterOptions__SingleLine"] = "true",

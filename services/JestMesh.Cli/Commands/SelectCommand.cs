@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using JestMesh.Cli.Npy;
 using JestMesh.Curation;
+using JestMesh.Data;
 
 namespace JestMesh.Cli.Commands;
 

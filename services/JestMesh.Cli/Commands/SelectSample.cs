@@ -1,4 +1,4 @@
-using JestMesh.Cli.Npy;
+using JestMesh.Data;
 
 namespace JestMesh.Cli.Commands;
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using JestMesh.Cli.InProcess;
 using JestMesh.Curation;
+using JestMesh.Learning;
 
 namespace JestMesh.Cli.Commands;
 
@@ -26,10 +27,12 @@ internal static class TrainCommand
         var threads = new Option<int>("--threads") { Description = "Torch intra-op threads (0 = libtorch default).", DefaultValueFactory = _ => 0 };
         var reference = new Option<string>("--reference") { Description = "Reference checkpoint directory (from `reference train`).", Required = true };
         var output = new Option<string>("--out") { Description = "Directory for metrics.json.", Required = true };
+        var shards = new Option<string>("--data") { Description = "Train on a directory of WebDataset .tar shards (e.g. OUT/pool of `data wds`) instead of the built-in pool, streamed in the shard order of --seed; evaluation stays on the Fashion-MNIST test set.", DefaultValueFactory = _ => "" };
+        var asShards = new Option<int>("--as-shards") { Description = "Stream the built-in pool in the order --data streams the shards `data wds --shard-size S` writes (to compare the two sources); 0 = the usual whole-pool order.", DefaultValueFactory = _ => 0 };
 
         var command = new Command("train", "Train a learner on the noisy pool with curated batches; writes metrics.json.");
         data.AddTo(command);
-        foreach (var o in new Option[] { inproc, policy, independent, filter, chunks, batch, steps, seed, gain, greedy, evalEvery, record, lr, threads, reference, output })
+        foreach (var o in new Option[] { inproc, policy, independent, filter, chunks, batch, steps, seed, gain, greedy, evalEvery, record, lr, threads, reference, output, shards, asShards })
         {
             command.Options.Add(o);
         }
@@ -66,6 +69,8 @@ internal static class TrainCommand
                 Data = data.Read(parse),
                 Reference = parse.GetValue(reference)!,
                 Out = parse.GetValue(output)!,
+                WebDataset = parse.GetValue(shards) ?? "",
+                AsShards = parse.GetValue(asShards),
             };
             var problem = Validate(settings);
             if (problem is not null)
@@ -84,7 +89,12 @@ internal static class TrainCommand
                     $"swapped among selected {m.MeanSwappedShare:P1} ({m.Threads} threads) → {settings.Out}/metrics.json");
                 return 0;
             }
-            catch (Exception e) when (e is InvalidOperationException or FileNotFoundException or InvalidDataException)
+            catch (BundleException e)
+            {
+                Console.Error.WriteLine($"train: {e.Message}");
+                return 2;
+            }
+            catch (Exception e) when (e is InvalidOperationException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
             {
                 Console.Error.WriteLine($"train: {e.Message}");
                 return 1;
@@ -108,6 +118,11 @@ internal static class TrainCommand
         if (!s.Independent && (s.Chunks <= 0 || s.BatchSize % s.Chunks != 0))
         {
             return $"--chunks {s.Chunks} must be positive and divide --batch-size {s.BatchSize}.";
+        }
+
+        if (s.AsShards < 0 || (s.AsShards > 0 && s.WebDataset.Length > 0))
+        {
+            return $"--as-shards {s.AsShards} must be ≥ 0 and applies to the built-in pool only (not with --data).";
         }
 
         return !double.IsFinite(s.Gain) || s.Gain < 0 ? $"--gain {s.Gain} must be finite and ≥ 0." : null;

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using JestMesh.Curation;
 using JestMesh.Data;
+using JestMesh.Data.WebDataset;
 using JestMesh.Models;
 using JestMesh.Learning;
 using static TorchSharp.torch;
@@ -40,6 +41,12 @@ internal sealed record LearnerSettings
     public required string Reference { get; init; }
 
     public required string Out { get; init; }
+
+    /// <summary>WebDataset shard directory to train on instead of the built-in pool ("" = built-in).</summary>
+    public string WebDataset { get; init; } = "";
+
+    /// <summary>Stream the built-in pool as if written as shards of this size (0 = the whole-pool order).</summary>
+    public int AsShards { get; init; }
 
     /// <summary>N = b / (1 − f), the candidates scored per step.</summary>
     public int SuperBatch => SuperBatchSizing.SuperBatchSize(BatchSize, FilterRatio);
@@ -84,6 +91,12 @@ internal sealed record LearnerMetrics
     public required string Reference { get; init; }
 
     public required int Threads { get; init; }
+
+    /// <summary>The WebDataset directory trained on, or "" for the built-in pool.</summary>
+    public string WebDataset { get; init; } = "";
+
+    /// <summary>Samples of the WebDataset source that were skipped (each named on stderr).</summary>
+    public int SkippedSamples { get; set; }
 
     public List<EvalPoint> Eval { get; } = [];
 
@@ -140,9 +153,12 @@ internal static class LearnerLoop
             Seed = unchecked((ulong)s.Seed),
         };
         curation.Validate("train");
-        var meta = ModelCheckpoint.ReadMetadata(s.Reference);
+        // A reference bundle exported from PyTorch carries no data fingerprint: the user vouches for it.
+        var meta = ReferenceBundle.IsBundle(s.Reference) ? null : ModelCheckpoint.ReadMetadata(s.Reference);
         var data = PairDataset.Build(s.Data);
-        if (meta.DataFingerprint != data.Fingerprint)
+        // With --data the pool is the user's shards: the reference is theirs to choose (the built-in test set still evaluates).
+        var shards = s.WebDataset.Length > 0 ? new WdsSource(s.WebDataset, skip => Console.Error.WriteLine($"train: {skip}")) : null;
+        if (shards is null && meta is not null && meta.DataFingerprint != data.Fingerprint)
         {
             throw new InvalidOperationException(
                 $"the reference in {s.Reference} was trained on data (data-seed={meta.DataSeed}, swapped-share={meta.SwappedShare}, " +
@@ -151,7 +167,7 @@ internal static class LearnerLoop
         }
 
         var n = s.SuperBatch;
-        if (n > data.Pool.Count)
+        if (shards is null && n > data.Pool.Count)
         {
             throw new ArgumentException($"super-batch N = {n} (batch {s.BatchSize}, filter ratio {s.FilterRatio}) exceeds the pool of {data.Pool.Count}.");
         }
@@ -161,14 +177,13 @@ internal static class LearnerLoop
         {
             Run = s.Name, Policy = Policies.Name(s.Policy), Independent = s.Independent, FilterRatio = s.FilterRatio, SuperBatch = n,
             BatchSize = s.BatchSize, Chunks = curation.Chunks, Gain = s.Gain, Greedy = s.Greedy, Steps = s.Steps,
-            Seed = s.Seed, DataSeed = s.Data.Seed, SwappedShareOfPool = s.Data.SwappedShare, DataFingerprint = data.Fingerprint,
-            Reference = Path.GetFullPath(s.Reference), Threads = get_num_threads(),
+            Seed = s.Seed, DataSeed = s.Data.Seed, SwappedShareOfPool = s.Data.SwappedShare, DataFingerprint = shards?.Fingerprint ?? data.Fingerprint,
+            Reference = Path.GetFullPath(s.Reference), Threads = get_num_threads(), WebDataset = shards?.Root ?? "",
         };
 
-        var swapped = data.Pool.Select(p => p.Kind == PairKind.Swapped).ToArray();
         // The reference is frozen: its embeddings are cached per example (§A.5), the whole pool fits.
         using var reference = curation.NeedsReference
-            ? ReferenceScorer.LoadAsync(s.Reference, "cpu", ReferenceBatchSize, data.Pool.Count).GetAwaiter().GetResult()
+            ? ReferenceScorer.LoadAsync(s.Reference, "cpu", ReferenceBatchSize, shards is null ? data.Pool.Count : CacheCapacityForShards).GetAwaiter().GetResult()
             : null;
         using var evaluator = new Evaluator(data);
         using var learner = new LearnerSession(new LearnerOptions
@@ -179,7 +194,7 @@ internal static class LearnerLoop
             EvalEvery = s.EvalEvery,
         }, evaluator);
         // Ingest's super-batch order for this seed, so a pipeline run with the same settings sees the same data.
-        using var plan = SuperBatchPlan.Positions(data.Pool.Count, n, s.Seed).GetEnumerator();
+        using var plan = Candidates(s, data, shards, n).GetEnumerator();
         var entropySum = new double[curation.Chunks];
         var entropyCount = 0;
         var windowStart = 0;
@@ -190,8 +205,7 @@ internal static class LearnerLoop
             {
                 var stepClock = Stopwatch.StartNew();
                 plan.MoveNext();
-                var positions = plan.Current;
-                var candidates = ExampleBatch.FromPool(data, positions);
+                var (candidates, swapped) = plan.Current;
 
                 double scoringMs = 0;
                 double cacheMs = 0;
@@ -241,7 +255,7 @@ internal static class LearnerLoop
                     metrics.Batches.Add(batch.Ids);
                 }
 
-                var noisy = outcome.Selected.Count(i => swapped[positions[i]]);
+                var noisy = outcome.Selected.Count(i => swapped[i]);
                 metrics.SwappedShare.Add((double)noisy / outcome.Selected.Length);
 
                 if (learner.EvaluationDue)
@@ -263,7 +277,29 @@ internal static class LearnerLoop
             return 0;
         });
 
+        metrics.SkippedSamples = shards?.Skipped.Count ?? 0;
         return Finish(metrics, entropySum, entropyCount, clock);
+    }
+
+    /// <summary>Reference cache rows when the pool size is not known up front (a shard source): 2^20 examples.</summary>
+    private const int CacheCapacityForShards = 1 << 20;
+
+    /// <summary>
+    /// The candidates of consecutive steps and which of them are swapped: the built-in pool in Ingest's
+    /// order (<see cref="SuperBatchPlan"/>, or <see cref="ShardOrder.PoolPositions"/> with --as-shards), or
+    /// the WebDataset source in its shard order (as Ingest streams it with Ingest:WebDatasetDirectory).
+    /// </summary>
+    private static IEnumerable<(ExampleBatch Candidates, bool[] Swapped)> Candidates(LearnerSettings s, PairDataset data, WdsSource? shards, int n)
+    {
+        if (shards is not null)
+        {
+            return shards.SuperBatches(n, s.Seed, int.MaxValue, BuiltInPairs.Decode)
+                .Select(pairs => (ExampleBatch.FromPairs(pairs), pairs.Select(p => p.Kind == PairKind.Swapped).ToArray()));
+        }
+        var positions = s.AsShards > 0
+            ? ShardOrder.PoolPositions(data.Pool.Count, s.AsShards, n, s.Seed)
+            : SuperBatchPlan.Positions(data.Pool.Count, n, s.Seed);
+        return positions.Select(p => (ExampleBatch.FromPool(data, p), p.Select(i => data.Pool[i].Kind == PairKind.Swapped).ToArray()));
     }
 
     private static LearnerMetrics Finish(LearnerMetrics m, double[] entropySum, int entropyCount, Stopwatch clock)

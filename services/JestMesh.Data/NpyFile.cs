@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace JestMesh.Cli.Npy;
+namespace JestMesh.Data;
 
 /// <summary>A file that is not the .npy array the caller asked for; the message says what was wrong, without the path.</summary>
 public sealed class NpyFormatException(string message) : Exception(message);

@@ -1,0 +1,233 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using JestMesh.Cli.Commands;
+using JestMesh.Data;
+using JestMesh.Data.WebDataset;
+using JestMesh.Learning;
+
+namespace JestMesh.Cli.Tests;
+
+/// <summary>
+/// Reference bundles made by scripts/make-reference-bundle.py with Debian's python3-torch
+/// (scripts/test.sh installs it), scored by `jestmesh score` and checked against PyTorch itself.
+/// </summary>
+[Collection(TorchCollection.Name)]
+[Trait("Tier", "Unit")]
+public sealed class ReferenceBundleTests : IDisposable
+{
+    private const string Python = "/usr/bin/python3";
+    private static readonly TimeSpan PythonDeadline = TimeSpan.FromMinutes(5);
+    private readonly string _dir = Directory.CreateTempSubdirectory("jestmesh-bundle-").FullName;
+
+    public ReferenceBundleTests()
+    {
+        var train = FashionMnist.LoadTrain(FashionMnist.DefaultDirectory);
+        var small = new ImageSet(train.Pixels[..(1500 * ImageSet.PixelsPerImage)], train.Labels[..1500]);
+        var data = PairDataset.Build(new DataOptions { Seed = 2, CuratedSize = 500 }, small, small);
+        WdsWriter.WriteDataset(data, Path.Combine(_dir, "wds"), 400);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Pool => Path.Combine(_dir, "wds", "pool");
+
+    [Fact]
+    public void Score_embeddings_equal_pytorchs_own_encoders_on_the_same_inputs()
+    {
+        var bundle = MakeBundle("bundle", "--steps", "30");
+        var output = Path.Combine(_dir, "scored");
+
+        var summary = ScoreCommand.Run(Pool, bundle, output, batchSize: 128, saveInputs: true);
+
+        var expectedKeys = new WdsSource(Pool).InFileOrder(s => s.Name).ToList();
+        Assert.Equal(expectedKeys, File.ReadAllLines(Path.Combine(output, "keys.txt")));
+        Assert.Equal(expectedKeys.Count, summary.N);
+        Assert.Equal(64, summary.D);
+        Assert.Equal(0, summary.Skipped);
+        using (var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "summary.json"))))
+        {
+            foreach (var field in new[] { "n", "d", "alpha", "beta", "skipped", "examples_per_s" })
+            {
+                Assert.True(json.RootElement.TryGetProperty(field, out _), $"summary.json has {field}");
+            }
+        }
+        // PyTorch runs the bundle's own methods on the inputs and tokens score recorded and reports the largest differences.
+        var check = RunPython(
+            "import json, sys, importlib.util, numpy as np, torch\n" +
+            "d, o, script, pool = sys.argv[1:5]\n" +
+            "spec = importlib.util.spec_from_file_location('bundle', script); mb = importlib.util.module_from_spec(spec); spec.loader.exec_module(mb)\n" +
+            "vocab = {w: i for i, w in enumerate(open(d + '/vocab.txt', encoding='utf-8').read().split('\\n')[:-1])}\n" +
+            "captions = {k: c for k, _, c in mb.read_shards(pool)}\n" +
+            "keys = open(o + '/keys.txt', encoding='utf-8').read().split()\n" +
+            "m = torch.jit.load(d + '/model.pt').eval()\n" +
+            "x = torch.from_numpy(np.load(o + '/inputs.npy')); t = torch.from_numpy(np.load(o + '/tokens.npy'))\n" +
+            "with torch.no_grad():\n" +
+            "    zi = torch.nn.functional.normalize(m.encode_image(x), dim=1).numpy()\n" +
+            "    zt = torch.nn.functional.normalize(m.encode_text(t), dim=1).numpy()\n" +
+            "ci, ct = np.load(o + '/image.npy'), np.load(o + '/text.npy')\n" +
+            "print(json.dumps({'image': float(np.abs(ci - zi).max()), 'text': float(np.abs(ct - zt).max()), 'n': int(ci.shape[0]),\n" +
+            "  'alpha': float(m.alpha), 'beta': float(m.beta), 'norm': float(np.abs(np.linalg.norm(ci, axis=1) - 1).max()),\n" +
+            "  'nonpad': int((t != 0).sum()), 'unk': int((t == vocab['[UNK]']).sum()),\n" +
+            "  'tokenizer_mismatches': sum(mb.wordpiece(captions[k], vocab, True, t.shape[1]) != t[i].tolist() for i, k in enumerate(keys))}))\n",
+            bundle, output, ScriptPath(), Pool);
+        using var result = JsonDocument.Parse(check);
+        var r = result.RootElement;
+        Assert.Equal(summary.N, r.GetProperty("n").GetInt32());
+        Assert.InRange(r.GetProperty("image").GetDouble(), 0, 1e-5);
+        Assert.InRange(r.GetProperty("text").GetDouble(), 0, 1e-5);
+        Assert.InRange(r.GetProperty("norm").GetDouble(), 0, 1e-5);
+        Assert.Equal(r.GetProperty("alpha").GetDouble(), summary.Alpha, 1e-6);
+        Assert.Equal(r.GetProperty("beta").GetDouble(), summary.Beta, 1e-6);
+        // The tokenizer produced real ids (not all padding or unknown): the captions' words are in the vocabulary.
+        Assert.True(r.GetProperty("nonpad").GetInt32() > 3 * summary.N, "captions tokenized to several ids each");
+        // Microsoft.ML.Tokenizers' WordPiece in C# gives the ids the script's own tokenizer (which trained the bundle) gives,
+        // words outside the vocabulary (built from the curated shards only) included, as [UNK].
+        Assert.Equal(0, r.GetProperty("tokenizer_mismatches").GetInt32());
+        Assert.True(r.GetProperty("unk").GetInt32() < summary.N, "most captions' words are in the vocabulary");
+    }
+
+    [Fact]
+    public void Bad_bundles_are_refused_with_one_line_naming_the_file_or_the_method_and_shape()
+    {
+        var missing = MakeBundle("missing", "--steps", "0", "--defect", "missing-method");
+        var e = Assert.Throws<BundleException>(() => ReferenceBundle.Load(missing));
+        Assert.Contains("model.pt", e.Message, StringComparison.Ordinal);
+        Assert.Contains("encode_text(int64[n, 16])", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', e.Message);
+
+        var shape = MakeBundle("shape", "--steps", "0", "--defect", "wrong-shape");
+        e = Assert.Throws<BundleException>(() => ReferenceBundle.Load(shape));
+        Assert.Contains("encode_text returned Float32 [2, 65]", e.Message, StringComparison.Ordinal);
+        Assert.Contains("expected float32 [2, 64]", e.Message, StringComparison.Ordinal);
+
+        var good = MakeBundle("good", "--steps", "0");
+        var json = Path.Combine(good, "reference.json");
+        var text = File.ReadAllText(json);
+        File.WriteAllText(json, text.Replace("\"channels\": 1", "\"channels\": 2", StringComparison.Ordinal));
+        e = Assert.Throws<BundleException>(() => ReferenceBundle.Load(good));
+        Assert.StartsWith(json + ": image channels 2", e.Message, StringComparison.Ordinal);
+        File.WriteAllText(json, "{\"image\": {}");
+        e = Assert.Throws<BundleException>(() => ReferenceBundle.Load(good));
+        Assert.StartsWith(json, e.Message, StringComparison.Ordinal);
+
+        // The command: exit 2.
+        var code = ScoreCommand.Create().Parse(["--data", Pool, "--reference", missing, "--out", Path.Combine(_dir, "x")]).Invoke();
+        Assert.Equal(2, code);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "x")));
+    }
+
+    [Fact]
+    public async Task The_learning_core_scores_with_a_bundle_as_score_does_and_refuses_a_bad_one_at_load()
+    {
+        var bundle = MakeBundle("core", "--steps", "10");
+        var output = Path.Combine(_dir, "core-out");
+        var summary = ScoreCommand.Run(Pool, bundle, output, batchSize: 128, saveInputs: false);
+        // The examples as Ingest publishes them (built-in grey pixels and caption ids), scored by the learning core
+        // (what Scoring and train --inproc run), in two passes so the second comes from the cache.
+        var pairs = new WdsSource(Pool).InFileOrder(BuiltInPairs.Decode).Take(70).ToList();
+        var batch = Learning.ExampleBatch.FromPairs(pairs);
+        using var scorer = await ReferenceScorer.LoadAsync(bundle, "cpu", batchSize: 32, cacheCapacity: 100);
+        var first = await scorer.ScoreAsync(batch.Ids, misses => batch.Rows(misses));
+        var again = await scorer.ScoreAsync(batch.Ids, misses => batch.Rows(misses));
+
+        Assert.Equal(summary.ReferenceSha256, scorer.Embedder.Metadata.Sha256);
+        Assert.Equal(summary.Alpha, first.Alpha);
+        Assert.Equal(70, again.CacheHits);
+        var image = NpyFile.ReadFloat32(Path.Combine(output, "image.npy")).Data;
+        var text = NpyFile.ReadFloat32(Path.Combine(output, "text.npy")).Data;
+        var d = summary.D;
+        for (var k = 0; k < first.Image.Length; k++)
+        {
+            Assert.Equal(image[k], first.Image[k], 1e-6f);
+            Assert.Equal(text[k], first.Text[k], 1e-6f);
+        }
+        Assert.Equal(first.Image, again.Image);
+        Assert.Equal(70 * d, first.Image.Length);
+
+        // score's output as Scoring:PrecomputedDirectory: every row is a cache hit, keyed by source key, with score's values.
+        var precomputed = new EmbeddingCache(2000, d);
+        Assert.StartsWith($"loaded {summary.N} precomputed", PrecomputedEmbeddings.LoadInto(precomputed, output, summary.ReferenceSha256), StringComparison.Ordinal);
+        using var cached = new ReferenceScorer(scorer.Embedder, precomputed);
+        var fromFile = await cached.ScoreAsync(batch.Ids, _ => throw new InvalidOperationException("no example should miss"));
+        Assert.Equal(70, fromFile.CacheHits);
+        Assert.Equal(image.AsSpan(0, 70 * d).ToArray(), fromFile.Image);
+        var other = Assert.Throws<InvalidDataException>(() => PrecomputedEmbeddings.LoadInto(new EmbeddingCache(10, d), output, new string('0', 64)));
+        Assert.Contains("summary.json", other.Message, StringComparison.Ordinal);
+
+        var missing = MakeBundle("core-missing", "--steps", "0", "--defect", "missing-method");
+        var e = await Assert.ThrowsAsync<BundleException>(() => ReferenceEmbedder.LoadAsync(missing, "cpu", 32));
+        Assert.Contains("encode_text", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_bundle_hash_covers_every_file()
+    {
+        var bundle = MakeBundle("hashed", "--steps", "0");
+        string Hash()
+        {
+            using var b = ReferenceBundle.Load(bundle);
+            return b.Sha256;
+        }
+        var before = Hash();
+        Assert.Equal(before, Hash());
+        File.AppendAllText(Path.Combine(bundle, "vocab.txt"), "zzz\n");
+        Assert.NotEqual(before, Hash());
+    }
+
+    [Fact]
+    public void Bad_samples_are_skipped_counted_and_the_rest_scored()
+    {
+        var bundle = MakeBundle("skips", "--steps", "0");
+        var shard = Path.Combine(Pool, "pool-000000.tar");
+        var bytes = File.ReadAllBytes(shard);
+        File.WriteAllBytes(shard, bytes[..(bytes.Length / 3)]);
+        var summary = ScoreCommand.Run(Pool, bundle, Path.Combine(_dir, "skips-out"), 64, saveInputs: false);
+        Assert.Equal(1, summary.Skipped);
+        Assert.Equal(new WdsSource(Pool).InFileOrder(s => s).Count(), summary.N);
+        Assert.InRange(summary.N, 600, 1000 - 1);
+    }
+
+    private string MakeBundle(string name, params string[] args)
+    {
+        var output = Path.Combine(_dir, name);
+        RunProcess(Python, [ScriptPath(), "--data", Path.Combine(_dir, "wds", "curated"), "--out", output, .. args]);
+        return output;
+    }
+
+    private string RunPython(string code, params string[] args)
+    {
+        var file = Path.Combine(_dir, "check.py");
+        File.WriteAllText(file, code);
+        return RunProcess(Python, [file, .. args]);
+    }
+
+    private static string RunProcess(string exe, string[] args)
+    {
+        var info = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args)
+        {
+            info.ArgumentList.Add(a);
+        }
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(PythonDeadline))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"{exe} {string.Join(' ', args)} did not finish within {PythonDeadline}");
+        }
+        Assert.True(process.ExitCode == 0, string.Create(CultureInfo.InvariantCulture, $"{exe} {string.Join(' ', args)} exited {process.ExitCode}: {stderr.Result}"));
+        return stdout.Result;
+    }
+
+    private static string ScriptPath()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "JestMesh.sln")))
+        {
+            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("no JestMesh.sln above the test directory.");
+        }
+        return Path.Combine(root, "scripts", "make-reference-bundle.py");
+    }
+}
