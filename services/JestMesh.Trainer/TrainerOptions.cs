@@ -84,6 +84,10 @@ public sealed class TrainerOptions : IValidatableObject
     [Range(0, 1)]
     public int ScoreAhead { get; set; }
 
+    /// <summary>Image side the learner scores candidates at: 28 exact, 14 or 7 cheap (Flexi-JEST; training stays at 28).</summary>
+    [Range(7, 28)]
+    public int ScoreResolution { get; set; } = 28;
+
     /// <summary>HTTP/2 receive window of the Curate stream: at least one candidate super-batch.</summary>
     [Range(65_535, 64 * 1024 * 1024)]
     public int StreamWindowBytes { get; set; } = 4 * 1024 * 1024;
@@ -109,6 +113,7 @@ public sealed class TrainerOptions : IValidatableObject
         LearningRate = LearningRate,
         WarmupSteps = WarmupSteps,
         EvalEvery = EvalEvery,
+        ScoreResolution = ScoreResolution,
     };
 
     /// <summary>The client library's settings of this trainer's Curate session.</summary>
@@ -133,6 +138,10 @@ public sealed class TrainerOptions : IValidatableObject
         if (!Uri.TryCreate(SelectionAddress, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
         {
             yield return new ValidationResult($"'{SelectionAddress}' must be an absolute http:// or https:// address.", [nameof(SelectionAddress)]);
+        }
+        if (ScoreResolution is not (7 or 14 or 28))
+        {
+            yield return new ValidationResult($"{ScoreResolution} must be 7, 14 or 28 (a divisor of the 28-pixel side).", [nameof(ScoreResolution)]);
         }
         if (Policy == Policy.Unspecified || !Enum.IsDefined(Policy))
         {
