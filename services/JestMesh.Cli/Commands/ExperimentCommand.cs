@@ -27,12 +27,13 @@ internal static class ExperimentCommand
         var gain = new Option<double>("--gain") { Description = "Sampling gain.", DefaultValueFactory = _ => 1 };
         var reference = new Option<string?>("--reference") { Description = "Reference checkpoint (default .jestmesh/reference, or .jestmesh/reference-weblike for --pool weblike; trained there when missing)." };
         var threads = new Option<int>("--threads") { Description = "Torch intra-op threads (0 = libtorch default).", DefaultValueFactory = _ => 0 };
+        var reportOnly = new Option<bool>("--report-only") { Description = "Train nothing: rebuild results.json, report.md and the plot from the finished runs in DIR." };
         var services = new Option<bool>("--services") { Description = "Run through the services (not implemented: refused)." };
         var output = new Option<string>("--out") { Description = "Directory of the experiment (runs/, results.json, report.md, plot); reused to resume.", Required = true };
 
         var command = new Command("experiment", "Issue 15's protocol: policies × seeds, final / steps-to-match / speed-ups per seed; resumable.");
         data.AddTo(command);
-        foreach (var o in new Option[] { policies, seeds, filter, resolution, steps, evalEvery, batch, chunks, gain, reference, threads, services, output })
+        foreach (var o in new Option[] { policies, seeds, filter, resolution, steps, evalEvery, batch, chunks, gain, reference, threads, reportOnly, services, output })
         {
             command.Options.Add(o);
         }
@@ -104,7 +105,7 @@ internal static class ExperimentCommand
             }), line => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {line}"));
             try
             {
-                var results = runner.Run(specs, meta.Config);
+                var results = parse.GetValue(reportOnly) ? runner.WriteResults(meta.Config) : runner.Run(specs, meta.Config);
                 Console.WriteLine($"experiment: {runner.Trained} run(s) trained, {runner.Skipped} already done; {results.Runs.Count} finished run(s) in {outDir}/results.json, report.md");
                 foreach (var s in results.Summary)
                 {
