@@ -154,6 +154,8 @@ public sealed class ExperimentResumeTests : IDisposable
         Assert.Equal(100.0 / 75 / (1 + (640.0 / 384)), jest.ComputeSpeedUp!.Value, 12);
         // Uniform 100 × 10 ms; JEST 75 × 20 ms to its match.
         Assert.Equal(1000.0 / 1500, jest.WallSpeedUp!.Value, 12);
+        // In-run time: 20 ms per step over 8 ms per optimiser step = 2.5 uniform steps.
+        Assert.Equal(100.0 / 75 / 2.5, jest.TimeSpeedUp!.Value, 12);
         Assert.True(File.Exists(Path.Combine(_dir, "results.json")));
         Assert.True(File.Exists(Path.Combine(_dir, "report.md")));
 

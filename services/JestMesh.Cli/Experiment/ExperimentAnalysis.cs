@@ -34,6 +34,8 @@ internal static class ExperimentAnalysis
 
             var scoringMs = r.LearnerScoringMs.Count > 0 && Policies.NeedsLearner(spec.Policy) ? r.LearnerScoringMs.Average() : (double?)null;
             var trainMs = r.TrainMs.Average();
+            var scoring = new ScoringCost(r.ScoreResolution, perStep, ModelCost.RelativeForward(config, r.ScoreResolution), scoringMs, trainMs,
+                r.StepWallMs.Average(), scoringMs / trainMs);
             runs.Add(new RunResult
             {
                 Name = spec.Name,
@@ -48,8 +50,8 @@ internal static class ExperimentAnalysis
                 SpeedUp = speedUp,
                 ComputeSpeedUp = computeSpeedUp,
                 WallSpeedUp = wallSpeedUp,
-                Scoring = new ScoringCost(r.ScoreResolution, perStep, ModelCost.RelativeForward(config, r.ScoreResolution), scoringMs, trainMs,
-                    r.StepWallMs.Average(), scoringMs / trainMs),
+                TimeSpeedUp = speedUp / scoring.MeasuredStepRelToTrain,
+                Scoring = scoring,
                 CheapVsExact = r.RankChecks.Count == 0 ? null : new RankSummary(r.RankChecks.Count,
                     r.RankChecks.Average(c => c.SpearmanLearnability), r.RankChecks.Average(c => c.SpearmanLearnerLoss), r.RankChecks.Average(c => c.TopBOverlap)),
                 MeanSwappedShare = r.MeanSwappedShare,
@@ -87,11 +89,12 @@ internal static class ExperimentAnalysis
             SpeedUpMean = MeanOfAll(runs.Select(r => r.SpeedUp)),
             ComputeSpeedUpMean = MeanOfAll(runs.Select(r => r.ComputeSpeedUp)),
             WallSpeedUpMean = MeanOfAll(runs.Select(r => r.WallSpeedUp)),
+            TimeSpeedUpMean = MeanOfAll(runs.Select(r => r.TimeSpeedUp)),
             ComputePerStepRel = first.Scoring.ComputePerStepRel,
             SpearmanLearnabilityMean = runs.All(r => r.CheapVsExact is not null) ? runs.Average(r => r.CheapVsExact!.SpearmanLearnabilityMean) : null,
             PerSeed = new SortedDictionary<string, SeedFigures>(runs.ToDictionary(
                 r => r.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                r => new SeedFigures(r.Final, r.FinalMinusUniform, r.StepsToMatch, r.SpeedUp, r.ComputeSpeedUp, r.WallSpeedUp)), StringComparer.Ordinal),
+                r => new SeedFigures(r.Final, r.FinalMinusUniform, r.StepsToMatch, r.SpeedUp, r.ComputeSpeedUp, r.WallSpeedUp, r.TimeSpeedUp)), StringComparer.Ordinal),
         };
     }
 

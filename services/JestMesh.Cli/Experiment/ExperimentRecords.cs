@@ -135,7 +135,11 @@ internal sealed record ScoringCost(
     double? LearnerScoringMsMean,
     double TrainMsMean,
     double StepWallMsMean,
-    double? MeasuredScoringRelToTrainStep);
+    double? MeasuredScoringRelToTrainStep)
+{
+    /// <summary>The run's mean step wall time over its own mean optimiser-step time: its time per step in uniform steps, measured within the run (load-robust).</summary>
+    public double MeasuredStepRelToTrain => StepWallMsMean / TrainMsMean;
+}
 
 /// <summary>Mean rank agreement of cheap vs exact learner scores over a run's checks.</summary>
 internal sealed record RankSummary(int Checks, double SpearmanLearnabilityMean, double SpearmanLearnerLossMean, double TopBOverlapMean);
@@ -167,6 +171,12 @@ internal sealed record RunResult
 
     public double? WallSpeedUp { get; init; }
 
+    /// <summary>
+    /// Added after the runs met very different machine loads (not part of the pre-registered protocol): speed-up /
+    /// the run's step time in units of its own optimiser step, both measured in the same run.
+    /// </summary>
+    public double? TimeSpeedUp { get; init; }
+
     public required ScoringCost Scoring { get; init; }
 
     public RankSummary? CheapVsExact { get; init; }
@@ -181,7 +191,7 @@ internal sealed record RunResult
 }
 
 /// <summary>One seed's figures in a summary row.</summary>
-internal sealed record SeedFigures(double Final, double? FinalMinusUniform, int? StepsToMatch, double? SpeedUp, double? ComputeSpeedUp, double? WallSpeedUp);
+internal sealed record SeedFigures(double Final, double? FinalMinusUniform, int? StepsToMatch, double? SpeedUp, double? ComputeSpeedUp, double? WallSpeedUp, double? TimeSpeedUp);
 
 /// <summary>A policy's figures over seeds: means (null when a seed has no value, e.g. never matched), 95 % t-intervals, and every seed.</summary>
 internal sealed record SummaryRow
@@ -211,6 +221,8 @@ internal sealed record SummaryRow
     public double? ComputeSpeedUpMean { get; init; }
 
     public double? WallSpeedUpMean { get; init; }
+
+    public double? TimeSpeedUpMean { get; init; }
 
     public required double ComputePerStepRel { get; init; }
 

@@ -17,22 +17,23 @@ internal static class ExperimentReport
         sb.AppendLine($"- final = {p.Final}; steps to match = {p.StepsToMatch}; speed-up = T / steps to match");
         sb.AppendLine($"- compute: {p.ComputeConvention}");
         sb.AppendLine($"- wall: {p.WallConvention}");
+        sb.AppendLine("- in-run time speed-up (added after the runs met very different machine loads; not pre-registered): speed-up / (the run's mean step wall time / its own mean optimiser-step time), both measured in the same run");
         sb.AppendLine("- in-process learner loop (the loop of `train --inproc`), runs one after another; not through the services").AppendLine();
 
         sb.AppendLine("## Summary (mean over seeds; ± = 95 % t-interval half-width; a mean is – when a seed has no value, e.g. never matched)").AppendLine();
-        sb.AppendLine("| run | seeds | final zero-shot | final − uniform (points) | speed-up | compute / step | compute speed-up | wall speed-up | cheap-vs-exact Spearman |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| run | seeds | final zero-shot | final − uniform (points) | speed-up | compute / step | compute speed-up | wall speed-up | in-run time speed-up | cheap-vs-exact Spearman |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
         foreach (var s in results.Summary)
         {
-            sb.AppendLine(Invariant($"| {s.Name} | {s.Seeds} | {s.FinalMean * 100:F2} %{Pm(s.FinalCi95, 100)} | {Points(s.FinalMinusUniformMean)}{Pm(s.FinalMinusUniformCi95, 100)} | {ExperimentRunner.Fmt(s.SpeedUpMean)} | {s.ComputePerStepRel:F3} | {ExperimentRunner.Fmt(s.ComputeSpeedUpMean)} | {ExperimentRunner.Fmt(s.WallSpeedUpMean)} | {(s.SpearmanLearnabilityMean is { } r ? r.ToString("F3", CultureInfo.InvariantCulture) : "–")} |"));
+            sb.AppendLine(Invariant($"| {s.Name} | {s.Seeds} | {s.FinalMean * 100:F2} %{Pm(s.FinalCi95, 100)} | {Points(s.FinalMinusUniformMean)}{Pm(s.FinalMinusUniformCi95, 100)} | {ExperimentRunner.Fmt(s.SpeedUpMean)} | {s.ComputePerStepRel:F3} | {ExperimentRunner.Fmt(s.ComputeSpeedUpMean)} | {ExperimentRunner.Fmt(s.WallSpeedUpMean)} | {ExperimentRunner.Fmt(s.TimeSpeedUpMean)} | {(s.SpearmanLearnabilityMean is { } r ? r.ToString("F3", CultureInfo.InvariantCulture) : "–")} |"));
         }
 
         sb.AppendLine().AppendLine("## Every run").AppendLine();
-        sb.AppendLine("| run | f | seed | final | − uniform | steps to match | speed-up | compute speed-up | wall speed-up | scoring ms/step | train ms/step | step wall ms | swapped among selected | load start→end | wall (s) |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| run | f | seed | final | − uniform | steps to match | speed-up | compute speed-up | wall speed-up | in-run time speed-up | scoring ms/step | train ms/step | step wall ms | swapped among selected | load start→end | wall (s) |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results.Runs)
         {
-            sb.AppendLine(Invariant($"| {r.Name} | {r.FilterRatio} | {r.Seed} | {r.Final * 100:F2} % | {Points(r.FinalMinusUniform)} | {r.StepsToMatch?.ToString(CultureInfo.InvariantCulture) ?? "never"} | {ExperimentRunner.Fmt(r.SpeedUp)} | {ExperimentRunner.Fmt(r.ComputeSpeedUp)} | {ExperimentRunner.Fmt(r.WallSpeedUp)} | {(r.Scoring.LearnerScoringMsMean is { } ms ? ms.ToString("F1", CultureInfo.InvariantCulture) : "–")} | {r.Scoring.TrainMsMean:F1} | {r.Scoring.StepWallMsMean:F1} | {r.MeanSwappedShare * 100:F1} % | {r.LoadStart:F1}→{r.LoadEnd:F1} | {r.WallSeconds:F0} |"));
+            sb.AppendLine(Invariant($"| {r.Name} | {r.FilterRatio} | {r.Seed} | {r.Final * 100:F2} % | {Points(r.FinalMinusUniform)} | {r.StepsToMatch?.ToString(CultureInfo.InvariantCulture) ?? "never"} | {ExperimentRunner.Fmt(r.SpeedUp)} | {ExperimentRunner.Fmt(r.ComputeSpeedUp)} | {ExperimentRunner.Fmt(r.WallSpeedUp)} | {ExperimentRunner.Fmt(r.TimeSpeedUp)} | {(r.Scoring.LearnerScoringMsMean is { } ms ? ms.ToString("F1", CultureInfo.InvariantCulture) : "–")} | {r.Scoring.TrainMsMean:F1} | {r.Scoring.StepWallMsMean:F1} | {r.MeanSwappedShare * 100:F1} % | {r.LoadStart:F1}→{r.LoadEnd:F1} | {r.WallSeconds:F0} |"));
         }
 
         var cheap = results.Runs.Where(r => r.CheapVsExact is not null).ToList();
