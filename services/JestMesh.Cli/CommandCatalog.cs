@@ -14,6 +14,7 @@ internal static class CommandCatalog
         yield return Commands.UpCommand.Create();
         yield return Commands.ReferenceCommand.Create();
         yield return Commands.TrainCommand.Create();
+        yield return Commands.ExperimentCommand.Create();
         yield return Commands.BenchCommand.Create();
         yield return Commands.ReportCommand.Create();
         yield return Commands.IngestCommand.Create();

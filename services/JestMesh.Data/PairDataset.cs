@@ -20,10 +20,56 @@ public enum PairKind
 /// <param name="Kind">Ground truth: clean, swapped caption, or near-duplicate.</param>
 public sealed record PairExample(long Id, int ImageIndex, int Label, int[] Tokens, PairKind Kind);
 
+/// <summary>The pools JestMesh can build (<see cref="DataOptions.Pool"/>).</summary>
+public static class PoolKinds
+{
+    /// <summary>Every non-curated training image once, a share of captions swapped, optional near-duplicates of random clean pairs.</summary>
+    public const string Default = "default";
+
+    /// <summary>Web-like: long-tailed classes, swapped captions and near-duplicates of the reference's easiest pairs (<see cref="WeblikeRecipe"/>).</summary>
+    public const string Weblike = "weblike";
+
+    public static IReadOnlyList<string> All { get; } = [Default, Weblike];
+}
+
+/// <summary>
+/// The web-like pool's recipe, fixed before any policy ran on it (README "The web-like pool"). From the
+/// training images left after the curated set (drawn exactly as for the default pool: class-balanced, clean):
+/// class frequencies are long-tailed, class of rank r (a seeded order of the ten classes) keeping
+/// round(M·10^(−r/9)) images, M the smallest class's count, so largest/smallest = 10; a share
+/// <see cref="SwappedShare"/> of them get another pool image's caption (rotated as in the default pool);
+/// then <see cref="DuplicateShare"/> × that many near-duplicates are added, each a copy of one of the
+/// <see cref="DuplicateSources"/> clean pool pairs the reference finds easiest (lowest pair loss), shifted by
+/// at most one pixel with ±8 grey-level noise and captioned afresh.
+/// </summary>
+public static class WeblikeRecipe
+{
+    public const double ClassRatio = 10;
+    public const double SwappedShare = 0.3;
+    public const double DuplicateShare = 0.25;
+    public const int DuplicateSources = 64;
+
+    /// <summary>Images kept for the class of rank <paramref name="rank"/> (0 = most frequent) when the smallest class offers <paramref name="available"/>.</summary>
+    public static int ClassCount(int rank, int available) =>
+        (int)Math.Round(available * Math.Pow(ClassRatio, -rank / (double)(FashionMnist.ClassCount - 1)));
+
+    public static string Describe() => string.Create(CultureInfo.InvariantCulture,
+        $"weblike(ratio={ClassRatio:R},swapped={SwappedShare:R},duplicates={DuplicateShare:R},sources={DuplicateSources})");
+}
+
+/// <summary>
+/// Pair losses of the reference on <paramref name="pairs"/> (images in <paramref name="images"/>), one per
+/// pair, lower = easier: how the web-like pool finds the examples to duplicate.
+/// </summary>
+public delegate double[] ReferencePairLoss(IReadOnlyList<PairExample> pairs, ImageSet images);
+
 /// <summary>The settings that define the pairs; the same options always give the same data.</summary>
 public sealed record DataOptions
 {
     public int Seed { get; init; }
+
+    /// <summary><see cref="PoolKinds.Default"/> or <see cref="PoolKinds.Weblike"/>.</summary>
+    public string Pool { get; init; } = PoolKinds.Default;
 
     /// <summary>Share of pool pairs whose caption is swapped for another image's caption.</summary>
     public double SwappedShare { get; init; } = 0.7;
@@ -51,6 +97,16 @@ public sealed record DataOptions
         if (double.IsNaN(DuplicateShare) || DuplicateShare is < 0 or > 1)
         {
             throw new ArgumentOutOfRangeException(nameof(DuplicateShare), DuplicateShare, "DuplicateShare must be in [0, 1].");
+        }
+
+        if (!PoolKinds.All.Contains(Pool))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Pool), Pool, $"Pool must be one of {string.Join(", ", PoolKinds.All)}.");
+        }
+
+        if (Pool == PoolKinds.Weblike && DuplicateShare != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(DuplicateShare), DuplicateShare, "the web-like pool's duplicates are part of its recipe: leave DuplicateShare at 0.");
         }
     }
 }
@@ -89,15 +145,23 @@ public sealed class PairDataset
     /// <summary>Hash of everything that defines the pairs (not the directory), for mismatch checks between runs.</summary>
     public string Fingerprint { get; }
 
-    public static PairDataset Build(DataOptions options)
+    /// <summary>
+    /// Builds the pairs. The web-like pool needs <paramref name="referenceLoss"/> to pick its duplicate sources;
+    /// without it the web-like pool has no near-duplicates (<see cref="DuplicatesOmitted"/>; enough for training
+    /// the reference, which sees only the curated set).
+    /// </summary>
+    public static PairDataset Build(DataOptions options, ReferencePairLoss? referenceLoss = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        return Build(options, FashionMnist.LoadTrain(options.Directory), FashionMnist.LoadTest(options.Directory));
+        return Build(options, FashionMnist.LoadTrain(options.Directory), FashionMnist.LoadTest(options.Directory), referenceLoss);
     }
 
+    /// <summary>True for a web-like pool built without the reference: its near-duplicates are missing.</summary>
+    public bool DuplicatesOmitted { get; private init; }
+
     /// <summary>Builds the pairs from images already loaded (tests use small sets).</summary>
-    public static PairDataset Build(DataOptions options, ImageSet train, ImageSet test)
+    public static PairDataset Build(DataOptions options, ImageSet train, ImageSet test, ReferencePairLoss? referenceLoss = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(train);
@@ -126,6 +190,11 @@ public sealed class PairDataset
 
         var curated = curatedIndices.Order().Select(i => new PairExample(i, i, train.Labels[i], captions[i], PairKind.Clean)).ToArray();
         var poolIndices = Enumerable.Range(0, train.Count).Where(i => !inCurated[i]).ToArray();
+        var weblike = options.Pool == PoolKinds.Weblike;
+        if (weblike)
+        {
+            poolIndices = LongTail(poolIndices, train.Labels, new Random(Mix(options.Seed, 6)));
+        }
 
         // A random subset's captions are rotated one place along a random order: every swapped image gets
         // a caption that belongs to a different image, and the pool's caption distribution is unchanged.
@@ -148,6 +217,29 @@ public sealed class PairDataset
         }
 
         var trainImages = train;
+        var omitted = false;
+        if (weblike)
+        {
+            if (referenceLoss is null)
+            {
+                omitted = true;
+            }
+            else
+            {
+                var clean = pool.Where(p => p.Kind == PairKind.Clean).ToArray();
+                var losses = referenceLoss(clean, train);
+                if (losses.Length != clean.Length || losses.Any(l => !double.IsFinite(l)))
+                {
+                    throw new InvalidOperationException($"the reference gave {losses.Length} finite-or-not losses for {clean.Length} pairs.");
+                }
+
+                var easiest = Enumerable.Range(0, clean.Length).OrderBy(i => losses[i]).ThenBy(i => clean[i].Id)
+                    .Take(WeblikeRecipe.DuplicateSources).Select(i => clean[i]).ToArray();
+                (trainImages, var duplicates) = AddNearDuplicates(train, easiest, (int)Math.Round(WeblikeRecipe.DuplicateShare * poolIndices.Length), new Random(Mix(options.Seed, 7)));
+                pool.AddRange(duplicates);
+            }
+        }
+
         var duplicateCount = (int)Math.Round(options.DuplicateShare * poolIndices.Length);
         if (duplicateCount > 0)
         {
@@ -167,7 +259,25 @@ public sealed class PairDataset
             testPairs[i] = new PairExample(TestIdBase + i, i, test.Labels[i], Captions.Describe(test.Image(i), test.Labels[i], testRandom), PairKind.Clean);
         }
 
-        return new PairDataset(options, trainImages, test, curated, [.. pool], testPairs);
+        return new PairDataset(options, trainImages, test, curated, [.. pool], testPairs) { DuplicatesOmitted = omitted };
+    }
+
+    /// <summary>The web-like pool's long tail: classes in a seeded order keep <see cref="WeblikeRecipe.ClassCount"/> of their images, chosen at random.</summary>
+    private static int[] LongTail(int[] poolIndices, byte[] labels, Random random)
+    {
+        var byClass = Enumerable.Range(0, FashionMnist.ClassCount).Select(c => poolIndices.Where(i => labels[i] == c).ToArray()).ToArray();
+        var available = byClass.Min(c => c.Length);
+        var classOrder = Enumerable.Range(0, FashionMnist.ClassCount).ToArray();
+        random.Shuffle(classOrder);
+        var kept = new List<int>();
+        for (var rank = 0; rank < classOrder.Length; rank++)
+        {
+            var members = byClass[classOrder[rank]];
+            random.Shuffle(members);
+            kept.AddRange(members.AsSpan(0, WeblikeRecipe.ClassCount(rank, available)).ToArray());
+        }
+
+        return [.. kept.Order()];
     }
 
     private static int[] BalancedSubset(byte[] labels, int size, Random random)
@@ -229,8 +339,10 @@ public sealed class PairDataset
 
     private static string ComputeFingerprint(DataOptions o, int trainCount, int testCount)
     {
+        // The default pool's text is unchanged, so existing checkpoints keep their fingerprints.
+        var pool = o.Pool == PoolKinds.Default ? "" : "|pool=" + WeblikeRecipe.Describe();
         var text = string.Create(CultureInfo.InvariantCulture,
-            $"v{FormatVersion}|seed={o.Seed}|swapped={o.SwappedShare:R}|curated={o.CuratedSize}|duplicates={o.DuplicateShare:R}|train={trainCount}|test={testCount}|vocab={Captions.VocabularySize}");
+            $"v{FormatVersion}|seed={o.Seed}|swapped={o.SwappedShare:R}|curated={o.CuratedSize}|duplicates={o.DuplicateShare:R}|train={trainCount}|test={testCount}|vocab={Captions.VocabularySize}{pool}");
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..16];
     }
 }

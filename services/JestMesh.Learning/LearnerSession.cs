@@ -1,4 +1,5 @@
 using JestMesh.Curation;
+using JestMesh.Data;
 using JestMesh.Models;
 using TorchSharp;
 
@@ -20,6 +21,12 @@ public sealed record LearnerOptions
 
     /// <summary>Candidates per no-grad scoring pass (bounds the activations held at once).</summary>
     public int ScoringBatchSize { get; init; } = 512;
+
+    /// <summary>
+    /// Image side the learner scores candidates at (28 = exact; 14 or 7 = cheap scoring as in Flexi-JEST:
+    /// score at low resolution, train at full). Training and evaluation always use 28×28.
+    /// </summary>
+    public int ScoreResolution { get; init; } = ImageSet.Side;
 
     /// <summary>Evaluate every this-many steps and at the last step; 0 = never.</summary>
     public int EvalEvery { get; init; } = 100;
@@ -44,6 +51,11 @@ public sealed class LearnerSession : IDisposable
     public LearnerSession(LearnerOptions options, Evaluator? evaluator)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (!TensorConvert.IsScoringResolution(options.ScoreResolution))
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.ScoreResolution, "ScoreResolution must be 7, 14 or 28.");
+        }
+
         Options = options;
         _evaluator = evaluator;
         // Same seed, same initial learner: runs are reproducible and comparable across policies.
@@ -68,11 +80,14 @@ public sealed class LearnerSession : IDisposable
     public bool EvaluationDue => _evaluator is not null && Options.EvalEvery > 0 && Step > 0
         && (Step % Options.EvalEvery == 0 || Step == Options.Steps);
 
-    /// <summary>The learner's no-grad view of <paramref name="candidates"/> for the curation step.</summary>
-    public ContrastiveEmbeddings Score(ExampleBatch candidates)
+    /// <summary>The learner's no-grad view of <paramref name="candidates"/> for the curation step, at <see cref="LearnerOptions.ScoreResolution"/>.</summary>
+    public ContrastiveEmbeddings Score(ExampleBatch candidates) => Score(candidates, Options.ScoreResolution);
+
+    /// <summary>The learner's no-grad view of <paramref name="candidates"/> with images at <paramref name="resolution"/> (7, 14 or 28).</summary>
+    public ContrastiveEmbeddings Score(ExampleBatch candidates, int resolution)
     {
         ArgumentNullException.ThrowIfNull(candidates);
-        var e = Model.Embed(candidates.Pixels, candidates.Count, candidates.Tokens, Options.ScoringBatchSize);
+        var e = Model.Embed(candidates.Pixels, candidates.Count, candidates.Tokens, Options.ScoringBatchSize, resolution);
         return new ContrastiveEmbeddings(e.Image, e.Text, e.Count, e.Dim, e.Alpha, e.Beta);
     }
 

@@ -30,7 +30,15 @@ public sealed class ImageTower : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>uint8 images [N,1,28,28] → unnormalised features [N, d].</summary>
+    /// <summary>Side of the feature map the hidden layer reads (28 → 14 → 7 after two 2×2 max-pools).</summary>
+    public const int FeatureSide = 7;
+
+    /// <summary>
+    /// uint8 images [N,1,S,S] → unnormalised features [N, d]. At S = 28 the feature map is 7×7 and goes to
+    /// the hidden layer as it always did; at a lower S (e.g. 14, for cheap scoring) the same convolutions
+    /// run on the smaller image and the smaller map is resized to 7×7 by adaptive average pooling
+    /// (resolution-agnostic head; each cell of a 3×3 map is repeated over the 7×7 cells it covers).
+    /// </summary>
     public override Tensor forward(Tensor input)
     {
         using var x0 = input.to_type(ScalarType.Float32).div_(255.0).sub_(PixelMean).div_(PixelStd);
@@ -40,10 +48,21 @@ public sealed class ImageTower : nn.Module<Tensor, Tensor>
         using var c2 = _conv2.forward(p1);
         using var r2 = F.relu(c2);
         using var p2 = F.max_pool2d(r2, 2);
-        using var flat = p2.flatten(1);
+        using var flat = Flatten(p2);
         using var h = _hidden.forward(flat);
         using var rh = F.relu(h);
         return _out.forward(rh);
+    }
+
+    private static Tensor Flatten(Tensor map)
+    {
+        if (map.shape[2] == FeatureSide && map.shape[3] == FeatureSide)
+        {
+            return map.flatten(1);
+        }
+
+        using var resized = F.adaptive_avg_pool2d(map, [FeatureSide, FeatureSide]);
+        return resized.flatten(1);
     }
 
     protected override void Dispose(bool disposing)
@@ -230,8 +249,12 @@ public sealed class SiglipModel : nn.Module<Tensor, Tensor, (Tensor Image, Tenso
         return EncodeText(tokens);
     }
 
-    /// <summary>No-grad, batched embeddings for raw inputs (pixels: count*784 bytes; tokens per example).</summary>
-    public EmbeddingBatch Embed(ReadOnlySpan<byte> pixels, int count, IReadOnlyList<int[]> tokens, int batchSize = 512)
+    /// <summary>
+    /// No-grad, batched embeddings for raw inputs (pixels: count*784 bytes; tokens per example). A
+    /// <paramref name="resolution"/> below 28 first downsamples every image by averaging R×R blocks
+    /// (<see cref="TensorConvert.Downsample"/>) and embeds the small images (cheap scoring).
+    /// </summary>
+    public EmbeddingBatch Embed(ReadOnlySpan<byte> pixels, int count, IReadOnlyList<int[]> tokens, int batchSize = 512, int resolution = ImageSet.Side)
     {
         ArgumentNullException.ThrowIfNull(tokens);
         if (tokens.Count != count)
@@ -240,7 +263,8 @@ public sealed class SiglipModel : nn.Module<Tensor, Tensor, (Tensor Image, Tenso
         }
 
         using var scope = NewDisposeScope();
-        var images = TensorConvert.Images(pixels, count).to(Device);
+        var full = TensorConvert.Images(pixels, count);
+        var images = (resolution == ImageSet.Side ? full : TensorConvert.Downsample(full, resolution)).to(Device);
         var tok = TensorConvert.Tokens(tokens, Config.MaxTokens).to(Device);
         var (img, txt) = EmbedTensors(images, tok, batchSize);
         return new EmbeddingBatch(TensorConvert.ToArray(img), TensorConvert.ToArray(txt), count, Config.Dim, Alpha, Beta);

@@ -20,6 +20,28 @@ public static class TensorConvert
         return t;
     }
 
+    /// <summary>Image sides <see cref="Downsample"/> accepts: the divisors of 28 from 7 up (28 leaves images as they are).</summary>
+    public static bool IsScoringResolution(int resolution) => resolution is 7 or 14 or ImageSet.Side;
+
+    /// <summary>
+    /// uint8 images [N,1,28,28] → uint8 [N,1,R,R]: each output pixel is the mean of a (28/R)×(28/R) block,
+    /// rounded to 8 bits (a low-resolution image as a camera or thumbnailer would store it).
+    /// </summary>
+    public static Tensor Downsample(Tensor images, int resolution)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (!IsScoringResolution(resolution))
+        {
+            throw new ArgumentOutOfRangeException(nameof(resolution), resolution, "the resolution must be 7, 14 or 28 (a divisor of 28).");
+        }
+
+        var factor = ImageSet.Side / resolution;
+        using var x = images.to_type(ScalarType.Float32);
+        using var pooled = nn.functional.avg_pool2d(x, factor);
+        using var rounded = pooled.round_();
+        return rounded.to_type(ScalarType.Byte);
+    }
+
     /// <summary>Token rows (each <paramref name="maxTokens"/> long, 0-padded) → int64 tensor [count, maxTokens].</summary>
     public static Tensor Tokens(IReadOnlyList<int[]> tokens, int maxTokens)
     {

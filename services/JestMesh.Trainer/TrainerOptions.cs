@@ -91,6 +91,10 @@ public sealed class TrainerOptions : IValidatableObject
     [Range(0, 1)]
     public int ScoreAhead { get; set; }
 
+    /// <summary>Image side the learner scores candidates at: 28 exact, 14 or 7 cheap (Flexi-JEST; training stays at 28).</summary>
+    [Range(7, 28)]
+    public int ScoreResolution { get; set; } = 28;
+
     /// <summary>HTTP/2 receive window of the Curate stream: at least one candidate super-batch.</summary>
     [Range(65_535, 64 * 1024 * 1024)]
     public int StreamWindowBytes { get; set; } = 4 * 1024 * 1024;
@@ -116,6 +120,7 @@ public sealed class TrainerOptions : IValidatableObject
         LearningRate = LearningRate,
         WarmupSteps = WarmupSteps,
         EvalEvery = EvalEvery,
+        ScoreResolution = ScoreResolution,
     };
 
     /// <summary>The client library's settings of this trainer's Curate session.</summary>
@@ -148,6 +153,10 @@ public sealed class TrainerOptions : IValidatableObject
         foreach (var problem in Tls.Validate())
         {
             yield return problem;
+        }
+        if (ScoreResolution is not (7 or 14 or 28))
+        {
+            yield return new ValidationResult($"{ScoreResolution} must be 7, 14 or 28 (a divisor of the 28-pixel side).", [nameof(ScoreResolution)]);
         }
         if (Policy == Policy.Unspecified || !Enum.IsDefined(Policy))
         {

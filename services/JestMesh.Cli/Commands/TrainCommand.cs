@@ -24,6 +24,7 @@ internal static class TrainCommand
         var evalEvery = new Option<int>("--eval-every") { Description = "Steps between test-set evaluations.", DefaultValueFactory = _ => 100 };
         var record = new Option<int>("--record-batches") { Description = "Write the selected example ids of the first K steps to metrics.json (\"batches\"), to compare with a pipeline run.", DefaultValueFactory = _ => 0 };
         var lr = new Option<double>("--lr") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => 1e-3 };
+        var scoreResolution = new Option<int>("--score-resolution") { Description = "Image side the learner scores candidates at: 28 exact, 14 or 7 cheap (Flexi-JEST; training stays at 28).", DefaultValueFactory = _ => 28 };
         var threads = new Option<int>("--threads") { Description = "Torch intra-op threads (0 = libtorch default).", DefaultValueFactory = _ => 0 };
         var reference = new Option<string>("--reference") { Description = "Reference checkpoint directory (from `reference train`).", Required = true };
         var output = new Option<string>("--out") { Description = "Directory for metrics.json.", Required = true };
@@ -32,7 +33,7 @@ internal static class TrainCommand
 
         var command = new Command("train", "Train a learner on the noisy pool with curated batches; writes metrics.json.");
         data.AddTo(command);
-        foreach (var o in new Option[] { inproc, policy, independent, filter, chunks, batch, steps, seed, gain, greedy, evalEvery, record, lr, threads, reference, output, shards, asShards })
+        foreach (var o in new Option[] { inproc, policy, independent, filter, chunks, batch, steps, seed, gain, greedy, evalEvery, record, lr, scoreResolution, threads, reference, output, shards, asShards })
         {
             command.Options.Add(o);
         }
@@ -66,6 +67,8 @@ internal static class TrainCommand
                 EvalEvery = parse.GetValue(evalEvery),
                 RecordBatches = parse.GetValue(record),
                 LearningRate = parse.GetValue(lr),
+                ScoreResolution = parse.GetValue(scoreResolution),
+                RankCheckEvery = parse.GetValue(evalEvery),
                 Data = data.Read(parse),
                 Reference = parse.GetValue(reference)!,
                 Out = parse.GetValue(output)!,
@@ -123,6 +126,11 @@ internal static class TrainCommand
         if (s.AsShards < 0 || (s.AsShards > 0 && s.WebDataset.Length > 0))
         {
             return $"--as-shards {s.AsShards} must be ≥ 0 and applies to the built-in pool only (not with --data).";
+        }
+
+        if (s.ScoreResolution is not (7 or 14 or 28))
+        {
+            return $"--score-resolution {s.ScoreResolution} must be 7, 14 or 28.";
         }
 
         return !double.IsFinite(s.Gain) || s.Gain < 0 ? $"--gain {s.Gain} must be finite and ≥ 0." : null;

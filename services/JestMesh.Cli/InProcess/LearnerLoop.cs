@@ -36,6 +36,12 @@ internal sealed record LearnerSettings
 
     public double LearningRate { get; init; } = 1e-3;
 
+    /// <summary>Image side the learner scores candidates at (28 exact; 14 or 7 cheap, Flexi-JEST).</summary>
+    public int ScoreResolution { get; init; } = ImageSet.Side;
+
+    /// <summary>With cheap scoring: every this-many steps also score the super-batch exactly (outside the step's timing) and compare the rankings; 0 = never.</summary>
+    public int RankCheckEvery { get; init; }
+
     public required DataOptions Data { get; init; }
 
     public required string Reference { get; init; }
@@ -56,6 +62,13 @@ internal sealed record LearnerSettings
 
 /// <summary>Mean of one quantity over the steps since the previous evaluation.</summary>
 internal sealed record WindowPoint(int Step, double Value);
+
+/// <summary>Cheap vs exact learner scoring of the same super-batch: rank agreement of the per-example scores S_ii.</summary>
+/// <param name="Step">The step whose super-batch was compared (before its training step).</param>
+/// <param name="SpearmanLearnability">Spearman between cheap and exact learnability S_ii = L_learner(i,i) − L_reference(i,i).</param>
+/// <param name="SpearmanLearnerLoss">Spearman between cheap and exact learner pair losses L_learner(i,i) alone.</param>
+/// <param name="TopBOverlap">Share of the b most learnable by exact scores that cheap scores also put in their top b.</param>
+internal sealed record RankCheck(int Step, double SpearmanLearnability, double SpearmanLearnerLoss, double TopBOverlap);
 
 /// <summary>metrics.json of a learner run.</summary>
 internal sealed record LearnerMetrics
@@ -97,6 +110,13 @@ internal sealed record LearnerMetrics
 
     /// <summary>Samples of the WebDataset source that were skipped (each named on stderr).</summary>
     public int SkippedSamples { get; set; }
+
+    public int ScoreResolution { get; init; } = ImageSet.Side;
+
+    public List<RankCheck> RankChecks { get; } = [];
+
+    /// <summary>Wall time of every evaluation, ms (not part of any step's wall time).</summary>
+    public List<double> EvalMs { get; } = [];
 
     public List<EvalPoint> Eval { get; } = [];
 
@@ -155,7 +175,8 @@ internal static class LearnerLoop
         curation.Validate("train");
         // A reference bundle exported from PyTorch carries no data fingerprint: the user vouches for it.
         var meta = ReferenceBundle.IsBundle(s.Reference) ? null : ModelCheckpoint.ReadMetadata(s.Reference);
-        var data = PairDataset.Build(s.Data);
+        // The web-like pool duplicates the pairs this run's reference finds easiest.
+        var data = PairDataset.Build(s.Data, s.Data.Pool == PoolKinds.Weblike ? ReferencePairLosses.Of(s.Reference) : null);
         // With --data the pool is the user's shards: the reference is theirs to choose (the built-in test set still evaluates).
         var shards = s.WebDataset.Length > 0 ? new WdsSource(s.WebDataset, skip => Console.Error.WriteLine($"train: {skip}")) : null;
         if (shards is null && meta is not null && meta.DataFingerprint != data.Fingerprint)
@@ -178,7 +199,7 @@ internal static class LearnerLoop
             Run = s.Name, Policy = Policies.Name(s.Policy), Independent = s.Independent, FilterRatio = s.FilterRatio, SuperBatch = n,
             BatchSize = s.BatchSize, Chunks = curation.Chunks, Gain = s.Gain, Greedy = s.Greedy, Steps = s.Steps,
             Seed = s.Seed, DataSeed = s.Data.Seed, SwappedShareOfPool = s.Data.SwappedShare, DataFingerprint = shards?.Fingerprint ?? data.Fingerprint,
-            Reference = Path.GetFullPath(s.Reference), Threads = get_num_threads(), WebDataset = shards?.Root ?? "",
+            Reference = Path.GetFullPath(s.Reference), Threads = get_num_threads(), WebDataset = shards?.Root ?? "", ScoreResolution = s.ScoreResolution,
         };
 
         // The reference is frozen: its embeddings are cached per example (§A.5), the whole pool fits.
@@ -192,7 +213,9 @@ internal static class LearnerLoop
             Seed = unchecked((ulong)s.Seed),
             LearningRate = s.LearningRate,
             EvalEvery = s.EvalEvery,
+            ScoreResolution = s.ScoreResolution,
         }, evaluator);
+        var rankChecks = curation.NeedsLearner && curation.NeedsReference && s.ScoreResolution != ImageSet.Side && s.RankCheckEvery > 0;
         // Ingest's super-batch order for this seed, so a pipeline run with the same settings sees the same data.
         using var plan = Candidates(s, data, shards, n).GetEnumerator();
         var entropySum = new double[curation.Chunks];
@@ -226,6 +249,14 @@ internal static class LearnerLoop
                     metrics.ReferenceCacheSeconds += cacheMs / 1000;
                 }
 
+                double checkMs = 0;
+                if (rankChecks && (step - 1) % s.RankCheckEvery == 0)
+                {
+                    var checkClock = Stopwatch.StartNew();
+                    metrics.RankChecks.Add(CompareScoring(learner, candidates, learnerView!.Embeddings!, referenceScores!.ToEmbeddings(), step, curation.BatchSizeFor(n)));
+                    checkMs = checkClock.Elapsed.TotalMilliseconds;
+                }
+
                 var selectClock = Stopwatch.StartNew();
                 var outcome = CurationStep.Select(curation, n, referenceScores?.ToEmbeddings(), learnerView, step);
                 var selectionMs = selectClock.Elapsed.TotalMilliseconds;
@@ -245,7 +276,8 @@ internal static class LearnerLoop
                 var trainMs = trainClock.Elapsed.TotalMilliseconds;
 
                 // The reference pass is the Scoring service's work (once per example), not the learner's step.
-                metrics.StepWallMs.Add(stepClock.Elapsed.TotalMilliseconds - cacheMs);
+                // So is the cheap-vs-exact check, which a run without it would not do.
+                metrics.StepWallMs.Add(stepClock.Elapsed.TotalMilliseconds - cacheMs - checkMs);
                 metrics.LearnerScoringMs.Add(scoringMs);
                 metrics.SelectionMs.Add(selectionMs);
                 metrics.TrainMs.Add(trainMs);
@@ -260,7 +292,9 @@ internal static class LearnerLoop
 
                 if (learner.EvaluationDue)
                 {
+                    var evalClock = Stopwatch.StartNew();
                     var e = learner.Evaluate();
+                    metrics.EvalMs.Add(evalClock.Elapsed.TotalMilliseconds);
                     metrics.Eval.Add(e);
                     var window = metrics.SwappedShare.Skip(windowStart).Average();
                     metrics.SwappedShareOverTime.Add(new WindowPoint(step, window));
@@ -300,6 +334,25 @@ internal static class LearnerLoop
             ? ShardOrder.PoolPositions(data.Pool.Count, s.AsShards, n, s.Seed)
             : SuperBatchPlan.Positions(data.Pool.Count, n, s.Seed);
         return positions.Select(p => (ExampleBatch.FromPool(data, p), p.Select(i => data.Pool[i].Kind == PairKind.Swapped).ToArray()));
+    }
+
+    /// <summary>Scores <paramref name="candidates"/> exactly (28×28) and compares the per-example scores with the cheap view the step used.</summary>
+    private static RankCheck CompareScoring(LearnerSession learner, ExampleBatch candidates, ContrastiveEmbeddings cheap, ContrastiveEmbeddings reference, int step, int b)
+    {
+        var exact = learner.Score(candidates, ImageSet.Side);
+        var learnabilityCheap = Diagonal(ScoreSources.SigmoidContrastive(SelectionPolicy.Learnability, cheap, reference));
+        var learnabilityExact = Diagonal(ScoreSources.SigmoidContrastive(SelectionPolicy.Learnability, exact, reference));
+        var lossCheap = Diagonal(ScoreSources.SigmoidContrastive(SelectionPolicy.HardLearner, cheap, null));
+        var lossExact = Diagonal(ScoreSources.SigmoidContrastive(SelectionPolicy.HardLearner, exact, null));
+        return new RankCheck(step, RankCorrelation.Spearman(learnabilityExact, learnabilityCheap), RankCorrelation.Spearman(lossExact, lossCheap),
+            RankCorrelation.TopKOverlap(learnabilityExact, learnabilityCheap, b));
+    }
+
+    private static double[] Diagonal(IScoreSource source)
+    {
+        var diagonal = new double[source.Count];
+        source.Start(1).Initialize(diagonal);
+        return diagonal;
     }
 
     private static LearnerMetrics Finish(LearnerMetrics m, double[] entropySum, int entropyCount, Stopwatch clock)
