@@ -118,7 +118,7 @@ public sealed class PairDataset
     public const long DuplicateIdBase = 2L << 20;
     private const int FormatVersion = 1;
 
-    private PairDataset(DataOptions options, ImageSet train, ImageSet test, PairExample[] curated, PairExample[] pool, PairExample[] testPairs)
+    private PairDataset(DataOptions options, ImageSet train, ImageSet test, PairExample[] curated, PairExample[] pool, PairExample[] testPairs, int? fingerprintTrainCount = null)
     {
         Options = options;
         Train = train;
@@ -126,7 +126,7 @@ public sealed class PairDataset
         Curated = curated;
         Pool = pool;
         TestPairs = testPairs;
-        Fingerprint = ComputeFingerprint(options, train.Count, test.Count);
+        Fingerprint = ComputeFingerprint(options, fingerprintTrainCount ?? train.Count, test.Count);
     }
 
     public DataOptions Options { get; }
@@ -259,7 +259,9 @@ public sealed class PairDataset
             testPairs[i] = new PairExample(TestIdBase + i, i, test.Labels[i], Captions.Describe(test.Image(i), test.Labels[i], testRandom), PairKind.Clean);
         }
 
-        return new PairDataset(options, trainImages, test, curated, [.. pool], testPairs) { DuplicatesOmitted = omitted };
+        // The web-like pool's fingerprint names the recipe, not whether its duplicates were built (the reference, trained
+        // without them, and the runs that use them must agree): count the original images only.
+        return new PairDataset(options, trainImages, test, curated, [.. pool], testPairs, weblike ? train.Count : null) { DuplicatesOmitted = omitted };
     }
 
     /// <summary>The web-like pool's long tail: classes in a seeded order keep <see cref="WeblikeRecipe.ClassCount"/> of their images, chosen at random.</summary>

@@ -72,6 +72,8 @@ public sealed class WeblikePoolTests(RealImages images) : IClassFixture<RealImag
         var data = PairDataset.Build(Options, images.Train, images.Test);
         Assert.True(data.DuplicatesOmitted);
         Assert.DoesNotContain(data.Pool, p => p.Kind == PairKind.Duplicate);
+        // The reference is trained from this build, the runs use the full one: both must carry one fingerprint.
+        Assert.Equal(data.Fingerprint, Build(Options).Fingerprint);
     }
 
     private static bool Same(IReadOnlyList<PairExample> a, IReadOnlyList<PairExample> b) =>

@@ -41,7 +41,7 @@ internal static class ExperimentPlots
             line.LegendText = $"{name} (mean of {runs.Count} seeds; band min–max)";
         }
 
-        plot.Title($"Zero-shot accuracy vs learner steps ({results.Protocol.Pool} pool, evaluation every {results.Protocol.EvalEvery} steps on {results.Protocol.EvalExamples} test images)");
+        plot.Title($"Zero-shot accuracy vs steps ({results.Protocol.Pool} pool, eval every {results.Protocol.EvalEvery} steps)");
         plot.XLabel("learner steps");
         plot.YLabel("zero-shot accuracy (%)");
         plot.ShowLegend(Edge.Right);
