@@ -56,7 +56,7 @@ public sealed class ClusterTests(SelectionFixture fixture)
             var resumed = await StreamAsync(host, open, 3);
             Assert.Equal([2L, 3, 4], resumed.Select(b => b.Sequence));
             Assert.True(resumed[0].Replayed);
-            Assert.Equal(Identity(received[1]), Identity(resumed[0]));
+            Assert.Equal(TestData.Identity(received[1]), TestData.Identity(resumed[0]));
             received = [received[0], .. resumed];
         }
 
@@ -90,7 +90,4 @@ public sealed class ClusterTests(SelectionFixture fixture)
         }
         return received;
     }
-
-    private static string Identity(CuratedBatch batch) =>
-        $"{batch.SessionId}/{batch.Sequence}/{batch.SuperBatchId}: {string.Join(',', batch.Examples.Select(e => e.Id))} | {string.Join(',', batch.FilteredIds)}";
 }

@@ -162,7 +162,7 @@ public sealed class ProtocolTests(SelectionFixture fixture)
             }
             Assert.Equal([3L, 4, 5, 6], resumed.Select(b => b.Sequence));
             Assert.True(resumed[0].Replayed);
-            Assert.Equal(Identity(received[2]), Identity(resumed[0]));
+            Assert.Equal(TestData.Identity(received[2]), TestData.Identity(resumed[0]));
             Assert.All(resumed.Skip(1), b => Assert.False(b.Replayed));
             var all = received.Take(2).Concat(resumed).ToList();
             Assert.Equal(published.Select(p => p.Id).Order(), all.Select(b => b.SuperBatchId).Order());
@@ -172,9 +172,6 @@ public sealed class ProtocolTests(SelectionFixture fixture)
             }
         }
     }
-
-    private static string Identity(CuratedBatch batch) =>
-        $"{batch.SessionId}/{batch.Sequence}/{batch.SuperBatchId}: {string.Join(',', batch.Examples.Select(e => e.Id))} | {string.Join(',', batch.FilteredIds)}";
 
     [Fact]
     public async Task Sessions_of_one_job_get_disjoint_super_batches_and_jobs_are_independent()

@@ -21,6 +21,13 @@ public static class TestData
         return batches;
     }
 
+    /// <summary>What makes a curated batch the same batch: session, sequence, super-batch, selected and filtered ids in order.</summary>
+    public static string Identity(CuratedBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        return $"{batch.SessionId}/{batch.Sequence}/{batch.SuperBatchId}: {string.Join(',', batch.Examples.Select(e => e.Id))} | {string.Join(',', batch.FilteredIds)}";
+    }
+
     /// <summary>Every id of the super-batch is either selected or filtered, once.</summary>
     public static void AssertPartition(CuratedBatch batch, ScoredSuperBatch source, int expectedBatchSize)
     {
