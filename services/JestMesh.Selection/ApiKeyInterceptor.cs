@@ -1,15 +1,13 @@
 using System.Security.Cryptography;
 using System.Text;
 using Grpc.Core;
-using Grpc.Core.Interceptors;
 using Microsoft.Extensions.Options;
 
 namespace JestMesh.Selection;
 
 /// <summary>Requires "authorization: Bearer KEY" on every RPC except gRPC health; otherwise UNAUTHENTICATED.</summary>
-public sealed class ApiKeyInterceptor : Interceptor
+public sealed class ApiKeyInterceptor : CallGate
 {
-    private const string HealthPrefix = "/grpc.health.v1.Health/";
     private readonly byte[] _expected;
 
     public ApiKeyInterceptor(IOptions<SelectionOptions> options)
@@ -18,43 +16,11 @@ public sealed class ApiKeyInterceptor : Interceptor
         _expected = Encoding.UTF8.GetBytes(options.Value.ApiKey);
     }
 
-    public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
-    {
-        ArgumentNullException.ThrowIfNull(continuation);
-        Check(context);
-        return continuation(request, context);
-    }
-
-    public override Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        ArgumentNullException.ThrowIfNull(continuation);
-        Check(context);
-        return continuation(requestStream, context);
-    }
-
-    public override Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        ArgumentNullException.ThrowIfNull(continuation);
-        Check(context);
-        return continuation(request, responseStream, context);
-    }
-
-    public override Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        ArgumentNullException.ThrowIfNull(continuation);
-        Check(context);
-        return continuation(requestStream, responseStream, context);
-    }
-
     /// <summary>Longest credential compared at all; any longer one is wrong without reading it.</summary>
     internal const int MaxCredentialChars = 4096;
 
-    private void Check(ServerCallContext context)
+    protected override void Check(ServerCallContext context)
     {
-        if (context.Method.StartsWith(HealthPrefix, StringComparison.Ordinal))
-        {
-            return;
-        }
         var header = context.RequestHeaders.GetValue("authorization");
         if (header is null)
         {
