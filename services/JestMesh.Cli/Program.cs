@@ -1,6 +1,8 @@
 using System.CommandLine;
 using JestMesh.Cli;
 
+// Before any torch call: libtorch's OpenMP workers must not spin on a busy machine (TorchRuntime); hosts started from here inherit it.
+JestMesh.Models.TorchRuntime.PreferPassiveWait();
 var root = new RootCommand("JestMesh: online data curation with JEST (joint example selection).");
 foreach (var command in CommandCatalog.All())
 {
