@@ -43,8 +43,12 @@ public sealed class ExperimentProtocolTests
         var cheap = ExperimentProtocol.ComputePerStepRel(SelectionPolicy.Learnability, 128, 0.8, 14, new ModelConfig());
         Assert.Equal(1 + (640.0 * ModelCost.RelativeForward(new ModelConfig(), 14) / 384), cheap, 12);
         // Uniform: 4 steps of 10 ms = 40 ms; the run matches at step 2 after 5 + 15 ms: 40 / 20 = 2.
-        Assert.Equal(2.0, ExperimentProtocol.WallSpeedUp([10, 10, 10, 10], [5, 15, 100, 100], 2));
-        Assert.Null(ExperimentProtocol.WallSpeedUp([10, 10], [5, 5], null));
+        Assert.Equal(2.0, ExperimentProtocol.WallSpeedUp([10, 10, 10, 10], [5, 15, 100, 100], 2, 4));
+        Assert.Null(ExperimentProtocol.WallSpeedUp([10, 10], [5, 5], null, 2));
+        // Through the services the Trainer records no first step: lists hold steps 2..T. Uniform's steps 2..4 take 30 ms;
+        // the run matches at step 3 after its steps 2..3, 5 + 15 ms: 30 / 20 = 1.5.
+        Assert.Equal(1.5, ExperimentProtocol.WallSpeedUp([10, 10, 10], [5, 15, 100], 3, 4));
+        Assert.Null(ExperimentProtocol.WallSpeedUp([10, 10, 10], [5, 15, 100], 1, 4));
     }
 
     [Fact]
@@ -106,7 +110,9 @@ public sealed class ExperimentResumeTests : IDisposable
         }
     }
 
-    private static LearnerMetrics Fake(RunSpec spec, double[] acc)
+    private static RunRecord Fake(RunSpec spec, double[] acc) => RunRecord.From(spec, FakeMetrics(spec, acc));
+
+    private static LearnerMetrics FakeMetrics(RunSpec spec, double[] acc)
     {
         var m = new LearnerMetrics
         {
@@ -136,7 +142,7 @@ public sealed class ExperimentResumeTests : IDisposable
     {
         var specs = ExperimentCommand.ParseSpecs("jest", "0", 0.8, 28, out _)!;
         var calls = new List<string>();
-        LearnerMetrics Train(RunSpec spec, string dir)
+        RunRecord Train(RunSpec spec, string dir)
         {
             calls.Add(spec.Slug);
             return Fake(spec, spec.Policy == SelectionPolicy.Uniform ? [0.5, 0.6, 0.7, 0.8] : [0.7, 0.8, 0.8, 0.9]);

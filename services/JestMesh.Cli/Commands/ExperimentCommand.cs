@@ -28,7 +28,7 @@ internal static class ExperimentCommand
         var reference = new Option<string?>("--reference") { Description = "Reference checkpoint (default .jestmesh/reference, or .jestmesh/reference-weblike for --pool weblike; trained there when missing)." };
         var threads = new Option<int>("--threads") { Description = "Torch intra-op threads (0 = libtorch default).", DefaultValueFactory = _ => 0 };
         var reportOnly = new Option<bool>("--report-only") { Description = "Train nothing: rebuild results.json, report.md and the plot from the finished runs in DIR." };
-        var services = new Option<bool>("--services") { Description = "Run through the services (not implemented: refused)." };
+        var services = new Option<bool>("--services") { Description = "Run through the services (a private broker, Scoring, Selection, and an Ingest and a Trainer per run, on loopback) instead of the in-process loop; default pool only." };
         var output = new Option<string>("--out") { Description = "Directory of the experiment (runs/, results.json, report.md, plot); reused to resume.", Required = true };
 
         var command = new Command("experiment", "Issue 15's protocol: policies × seeds, final / steps-to-match / speed-ups per seed; resumable.");
@@ -38,14 +38,9 @@ internal static class ExperimentCommand
             command.Options.Add(o);
         }
 
-        command.SetAction(parse =>
+        command.SetAction(async (parse, cancellationToken) =>
         {
-            if (parse.GetValue(services))
-            {
-                Console.Error.WriteLine("experiment: --services is not implemented; the runs go through the in-process loop of `train --inproc` (the same learning core).");
-                return 2;
-            }
-
+            var throughServices = parse.GetValue(services);
             var specs = ParseSpecs(parse.GetValue(policies)!, parse.GetValue(seeds)!, parse.GetValue(filter), parse.GetValue(resolution), out var problem);
             if (specs is null)
             {
@@ -54,6 +49,12 @@ internal static class ExperimentCommand
             }
 
             var dataOptions = data.Read(parse);
+            if (throughServices && (dataOptions.Pool != JestMesh.Data.PoolKinds.Default || dataOptions.DuplicateShare > 0))
+            {
+                Console.Error.WriteLine($"experiment: --services runs the default pool only (Ingest has no --pool or --duplicate-share setting); got {DataSettings.Describe(dataOptions)}.");
+                return 2;
+            }
+
             var T = parse.GetValue(steps);
             var b = parse.GetValue(batch);
             var every = parse.GetValue(evalEvery);
@@ -84,9 +85,19 @@ internal static class ExperimentCommand
                 Pool = dataOptions.Pool,
                 DataFingerprint = meta.DataFingerprint,
                 ReferenceSha256 = meta.Sha256,
+                Path = throughServices ? ProtocolInfo.Services : ProtocolInfo.InProcess,
+                WallConvention = throughServices ? ProtocolInfo.ServicesWall : ProtocolInfo.InProcessWall,
             };
             var outDir = Path.GetFullPath(parse.GetValue(output)!);
-            var runner = new ExperimentRunner(protocol, outDir, (spec, dir) => LearnerLoop.Run(new LearnerSettings
+            void Say(string line) => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {line}");
+            await using var pipeline = throughServices && !parse.GetValue(reportOnly)
+                ? await ServicesExperiment.StartAsync(Demo.Repo.Locate(), outDir, referenceDir, Demo.DemoPlan.Create(quick: false, withF05: false, T, every) with
+                {
+                    BatchSize = b, Chunks = protocol.Chunks, Gain = protocol.Gain, DataSeed = dataOptions.Seed, SwappedShare = dataOptions.SwappedShare,
+                    CuratedSize = dataOptions.CuratedSize, EvalLimit = 0,
+                }, Say, cancellationToken)
+                : null;
+            var runner = new ExperimentRunner(protocol, outDir, pipeline is not null ? pipeline.Run : (spec, dir) => RunRecord.From(spec, LearnerLoop.Run(new LearnerSettings
             {
                 Policy = spec.Policy,
                 Independent = spec.Independent,
@@ -102,7 +113,7 @@ internal static class ExperimentCommand
                 Data = dataOptions,
                 Reference = referenceDir,
                 Out = dir,
-            }), line => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {line}"));
+            })), Say);
             try
             {
                 var results = parse.GetValue(reportOnly) ? runner.WriteResults(meta.Config) : runner.Run(specs, meta.Config);

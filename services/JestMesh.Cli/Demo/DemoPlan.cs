@@ -4,14 +4,15 @@ using JestMesh.Protos.V1;
 
 namespace JestMesh.Cli.Demo;
 
-/// <summary>One learner run of the demo: a policy at a filter ratio.</summary>
-internal sealed record RunPlan(string Policy, bool Independent, double FilterRatio)
+/// <summary>One learner run of the demo: a policy at a filter ratio (and the side the learner scores candidates at: 28 exact, 14 or 7 cheap).</summary>
+internal sealed record RunPlan(string Policy, bool Independent, double FilterRatio, int ScoreResolution = JestMesh.Data.ImageSet.Side)
 {
     public string Name => RunNames.Of(Policy, Independent, FilterRatio);
 
     /// <summary>Job name on the broker and directory name: only [A-Za-z0-9_.-].</summary>
     public string Slug => Policies.RunName(Policies.Parse(Policy), Independent)
-        + (Policy == RunNames.Uniform ? "" : "-f" + FilterRatio.ToString("0.0#", CultureInfo.InvariantCulture));
+        + (Policy == RunNames.Uniform ? "" : "-f" + FilterRatio.ToString("0.0#", CultureInfo.InvariantCulture))
+        + (ScoreResolution == JestMesh.Data.ImageSet.Side ? "" : "-r" + ScoreResolution.ToString(CultureInfo.InvariantCulture));
 
     /// <summary>The Trainer's Policy setting (the protobuf enum's C# name).</summary>
     public string TrainerPolicy => Policies.Parse(Policy).ToWire().ToString();

@@ -7,9 +7,10 @@ internal sealed record EvalRow(int Step, double ZeroShotAcc, double RAt1);
 
 /// <summary>
 /// Where a trainer's time went, seconds: wall (from its first batch), waiting on the stream for data (a cold Scoring
-/// shows here), the learner's own work (scoring passes + training steps) and evaluation, over <paramref name="Steps"/> steps.
+/// shows here), the learner's own work (scoring passes + training steps) and evaluation, over <paramref name="Steps"/> steps;
+/// <paramref name="ScoreS"/> is the scoring passes' part of the learner's work, where it was measured apart.
 /// </summary>
-internal sealed record TrainerTime(double WallS, double WaitS, double LearnerS, double EvalS, int Steps)
+internal sealed record TrainerTime(double WallS, double WaitS, double LearnerS, double EvalS, int Steps, double? ScoreS = null)
 {
     /// <summary>The learner's own time per step, ms: what compares runs whatever their data waited on.</summary>
     public double? LearnerMsPerStep => Steps > 0 ? LearnerS * 1000 / Steps : null;

@@ -7,9 +7,10 @@ namespace JestMesh.Cli.Demo;
 /// <summary>
 /// Drives one learner run through the services: starts its Ingest and Trainer on the <see cref="LocalPipeline"/>,
 /// follows it through public contracts (the trainer's run summary for progress and data stall, the batch log and
-/// queue depths for the health line), waits for it, and hands what it left to <see cref="RunResults"/>.
+/// queue depths for the health line), waits for it, and hands what it left to <see cref="RunResults"/>. The run's job is
+/// <paramref name="jobPrefix"/> and its slug: a pipeline that runs several runs needs one job per run.
 /// </summary>
-internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string outDirectory)
+internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string outDirectory, string jobPrefix = "demo-")
 {
     /// <summary>How long after the Trainer exits its final run summary and the last batch-log records may take.</summary>
     private static readonly TimeSpan SettleDeadline = TimeSpan.FromSeconds(60);
@@ -19,7 +20,7 @@ internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string ou
 
     public async Task<RunData> RunAsync(RunPlan run, IProgressSink progress, IProgressSink health, CancellationToken cancellationToken)
     {
-        var job = "demo-" + run.Slug;
+        var job = jobPrefix + run.Slug;
         var runDir = Path.Combine(outDirectory, "runs", run.Slug);
         if (Directory.Exists(runDir))
         {
@@ -42,6 +43,7 @@ internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string ou
             ["Trainer__FilterRatio"] = run.FilterRatio.ToString(CultureInfo.InvariantCulture),
             ["Trainer__Chunks"] = (run.Independent ? 1 : plan.Chunks).ToString(CultureInfo.InvariantCulture),
             ["Trainer__Gain"] = plan.Gain.ToString(CultureInfo.InvariantCulture),
+            ["Trainer__ScoreResolution"] = run.ScoreResolution.ToString(CultureInfo.InvariantCulture),
             ["Trainer__Seed"] = plan.Seed.ToString(CultureInfo.InvariantCulture),
             ["Trainer__Steps"] = plan.Steps.ToString(CultureInfo.InvariantCulture),
             ["Trainer__EvalEvery"] = plan.EvalEvery.ToString(CultureInfo.InvariantCulture),

@@ -72,7 +72,7 @@ internal static partial class RunResults
             SwappedShare = batches.Select(b => (double)b.Swapped / b.Selected).ToList(),
             SelectionMs = RunNames.Uniform == run.Policy ? [] : batches.Select(b => b.SelectionMs).ToList(),
             StallShare = summary.DataStall,
-            Time = new TrainerTime(summary.WallSeconds, summary.WaitSeconds, summary.ScoreSeconds + summary.TrainSeconds, summary.EvalSeconds, summary.Step),
+            Time = new TrainerTime(summary.WallSeconds, summary.WaitSeconds, summary.ScoreSeconds + summary.TrainSeconds, summary.EvalSeconds, summary.Step, summary.ScoreSeconds),
             Source = RunSource.Services,
             Produced = produced,
             Trained = batches.Sum(b => (long)b.Selected),

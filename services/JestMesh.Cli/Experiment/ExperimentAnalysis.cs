@@ -29,11 +29,11 @@ internal static class ExperimentAnalysis
                 finalMinus = final - target;
                 speedUp = ExperimentProtocol.SpeedUp(protocol.Steps, match);
                 computeSpeedUp = ExperimentProtocol.ComputeSpeedUp(speedUp, perStep);
-                wallSpeedUp = ExperimentProtocol.WallSpeedUp(uniform.StepWallMs, r.StepWallMs, match);
+                wallSpeedUp = ExperimentProtocol.WallSpeedUp(uniform.StepWallMs, r.StepWallMs, match, protocol.Steps);
             }
 
-            var scoringMs = r.LearnerScoringMs.Count > 0 && Policies.NeedsLearner(spec.Policy) ? r.LearnerScoringMs.Average() : (double?)null;
-            var trainMs = r.TrainMs.Average();
+            var scoringMs = r.LearnerScoringMsMean();
+            var trainMs = r.TrainMsMean();
             var scoring = new ScoringCost(r.ScoreResolution, perStep, ModelCost.RelativeForward(config, r.ScoreResolution), scoringMs, trainMs,
                 r.StepWallMs.Average(), scoringMs / trainMs);
             runs.Add(new RunResult

@@ -30,17 +30,19 @@ internal static class ExperimentProtocol
     public static double? ComputeSpeedUp(double? speedUp, double computePerStepRel) => speedUp / computePerStepRel;
 
     /// <summary>Uniform's wall time over all its steps / the run's wall time up to its match step (per-step wall times, evaluation excluded).</summary>
-    public static double? WallSpeedUp(IReadOnlyList<double> uniformStepWallMs, IReadOnlyList<double> runStepWallMs, int? stepsToMatch)
+    public static double? WallSpeedUp(IReadOnlyList<double> uniformStepWallMs, IReadOnlyList<double> runStepWallMs, int? stepsToMatch, int steps)
     {
         ArgumentNullException.ThrowIfNull(uniformStepWallMs);
         ArgumentNullException.ThrowIfNull(runStepWallMs);
-        if (stepsToMatch is not { } k || k > runStepWallMs.Count || uniformStepWallMs.Count == 0)
+        // A list shorter than T lacks its first steps (the Trainer records none for its first step): step s is at s − 1 − missing.
+        var missing = steps - runStepWallMs.Count;
+        if (stepsToMatch is not { } k || missing < 0 || k - missing <= 0 || uniformStepWallMs.Count == 0)
         {
             return null;
         }
 
         double run = 0;
-        for (var i = 0; i < k; i++)
+        for (var i = 0; i < k - missing; i++)
         {
             run += runStepWallMs[i];
         }

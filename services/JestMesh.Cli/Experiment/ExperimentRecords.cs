@@ -42,6 +42,13 @@ internal sealed record ProtocolInfo
 
     public required string ReferenceSha256 { get; init; }
 
+    /// <summary>Where the runs ran: <see cref="InProcess"/> (the loop of <c>train --inproc</c>) or <see cref="Services"/> (local service processes).</summary>
+    public string Path { get; init; } = InProcess;
+
+    public const string InProcess = "in-process";
+
+    public const string Services = "services";
+
     public int FinalWindow { get; init; } = ExperimentProtocol.Window;
 
     public int MatchWindow { get; init; } = ExperimentProtocol.Window;
@@ -54,12 +61,19 @@ internal sealed record ProtocolInfo
         "JEST.md §A.4: training step 3F per example, learner forward F(R) per candidate at scoring resolution R (multiply-accumulates counted per layer), " +
         "reference embeddings cached (not charged); compute_per_step_rel = 1 + N·F(R)/(3·b·F(28)); compute_speed_up = speed_up / compute_per_step_rel";
 
-    public string WallConvention { get; init; } =
+    public string WallConvention { get; init; } = InProcessWall;
+
+    public const string InProcessWall =
         "sum of per-step wall times (data gather, learner scoring, selection, optimiser step; evaluation, first reference pass over an example and cheap-vs-exact checks excluded): " +
         "uniform's over all T steps / the run's up to its match step";
 
-    /// <summary>Everything that must be equal for two runs to be compared.</summary>
-    public string Key => $"T={Steps}|b={BatchSize}|eval={EvalEvery}x{EvalExamples}|chunks={Chunks}|gain={Gain:R}|pool={Pool}|data={DataFingerprint}|ref={ReferenceSha256}";
+    public const string ServicesWall =
+        "sum of the Trainer's per-step wall times (run-summary.json step_wall_ms: from the end of one step to the end of the next, waiting on the Curate stream, learner scoring " +
+        "and training; evaluation and checkpoint excluded; the first step, which has no previous end, is not recorded): uniform's over its steps 2..T / the run's over steps 2..match";
+
+    /// <summary>Everything that must be equal for two runs to be compared (the in-process path adds nothing, so its earlier runs keep their key).</summary>
+    public string Key => $"T={Steps}|b={BatchSize}|eval={EvalEvery}x{EvalExamples}|chunks={Chunks}|gain={Gain:R}|pool={Pool}|data={DataFingerprint}|ref={ReferenceSha256}"
+        + (Path == Services ? "|path=services" : "");
 }
 
 /// <summary>DIR/runs/SLUG/run.json: written once a run has finished; its presence is what makes the run done.</summary>
@@ -102,11 +116,23 @@ internal sealed record RunRecord
 
     public required DateTimeOffset FinishedUtc { get; init; }
 
+    /// <summary>A run through the services: the Trainer's time totals and the run's accounting (null in-process, whose per-step lists hold the times).</summary>
+    public ServicesRun? Services { get; init; }
+
+    /// <summary>The learner's mean scoring time per step, ms (null for runs that do not score with the learner).</summary>
+    public double? LearnerScoringMsMean() => !Policies.NeedsLearner(Policies.Parse(Policy)) ? null
+        : LearnerScoringMs.Count > 0 ? LearnerScoringMs.Average()
+        : Services is { Steps: > 0 } s ? s.ScoreSeconds * 1000 / s.Steps : null;
+
+    /// <summary>The mean optimiser-step time, ms.</summary>
+    public double TrainMsMean() => TrainMs.Count > 0 ? TrainMs.Average() : Services is { Steps: > 0 } s ? s.TrainSeconds * 1000 / s.Steps : double.NaN;
+
     public RunSpec Spec() => new(Policies.Parse(Policy), Independent, FilterRatio, ScoreResolution, Seed);
 
-    public static RunRecord From(RunSpec spec, string key, LearnerMetrics m, double loadStart, double loadEnd) => new()
+    /// <summary>An in-process run's record; <see cref="ExperimentRunner"/> stamps the protocol key, the loads and the finish time.</summary>
+    public static RunRecord From(RunSpec spec, LearnerMetrics m) => new()
     {
-        ProtocolKey = key,
+        ProtocolKey = "",
         Policy = spec.PolicyName,
         Independent = spec.Independent,
         FilterRatio = spec.FilterRatio,
@@ -121,11 +147,16 @@ internal sealed record RunRecord
         MeanSwappedShare = m.MeanSwappedShare,
         WallSeconds = m.WallSeconds,
         Threads = m.Threads,
-        LoadStart = loadStart,
-        LoadEnd = loadEnd,
-        FinishedUtc = DateTimeOffset.UtcNow,
+        LoadStart = double.NaN,
+        LoadEnd = double.NaN,
+        FinishedUtc = default,
     };
 }
+
+/// <summary>What a run through the services leaves besides its evaluations and step times: the Trainer's run-summary totals and where every produced example ended up.</summary>
+internal sealed record ServicesRun(
+    double WallSeconds, double WaitSeconds, double ScoreSeconds, double TrainSeconds, double EvalSeconds, int Steps,
+    long Produced, long Trained, long Filtered, long DeadLettered, string Job);
 
 /// <summary>What the learner's scoring costs in a run: the accounting's figure and the measured times.</summary>
 internal sealed record ScoringCost(

@@ -5,16 +5,16 @@ using JestMesh.Models;
 namespace JestMesh.Cli.Experiment;
 
 /// <summary>
-/// Runs the protocol's runs one after another through the in-process learner loop (the loop `train --inproc`
-/// runs: the same <c>LearnerSession</c>, <c>CurationStep</c> and <c>ReferenceScorer</c> the services run), each
-/// into DIR/runs/SLUG. A run whose run.json exists is done and is not run again; run.json is written only once
+/// Runs the protocol's runs one after another, through the in-process learner loop (the loop `train --inproc`
+/// runs: the same <c>LearnerSession</c>, <c>CurationStep</c> and <c>ReferenceScorer</c> the services run) or through
+/// the services (<see cref="ServicesExperiment"/>), each into DIR/runs/SLUG. A run whose run.json exists is done and is not run again; run.json is written only once
 /// the run has finished, so an interrupted run starts over. After every run, results.json, report.md and the
 /// plot are rewritten from every finished run in DIR.
 /// </summary>
 internal sealed class ExperimentRunner(
     ProtocolInfo protocol,
     string outDirectory,
-    Func<RunSpec, string, LearnerMetrics> train,
+    Func<RunSpec, string, RunRecord> train,
     Action<string> say)
 {
     public const string RunFile = "run.json";
@@ -50,8 +50,7 @@ internal sealed class ExperimentRunner(
 
             say($"[{i + 1}/{specs.Count}] {spec.Name} seed {spec.Seed} (load {LoadAverage():F2})");
             var loadStart = LoadAverage();
-            var metrics = train(spec, dir);
-            var record = RunRecord.From(spec, protocol.Key, metrics, loadStart, LoadAverage());
+            var record = train(spec, dir) with { ProtocolKey = protocol.Key, LoadStart = loadStart, LoadEnd = LoadAverage(), FinishedUtc = DateTimeOffset.UtcNow };
             JsonFiles.Write(file, record);
             Trained++;
             var results = WriteResults(config);

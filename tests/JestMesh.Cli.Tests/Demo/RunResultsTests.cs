@@ -49,7 +49,7 @@ public sealed class RunResultsTests : IDisposable
         Assert.Equal([new EvalRow(2, 0.4, 0.1), new EvalRow(4, 0.5, 0.2)], data.Eval);
         Assert.Equal([10.0, 12, 14, 16], data.StepWallMs);
         Assert.Equal(0.4, data.StallShare);
-        Assert.Equal(new TrainerTime(10, 4, 3, 3, 4), data.Time);
+        Assert.Equal(new TrainerTime(10, 4, 3, 3, 4, ScoreS: 1), data.Time);
         Assert.Equal(750, data.Time!.LearnerMsPerStep);
         Assert.Equal((4 * 640) + 640, data.Produced);
         Assert.Equal(4 * 128, data.Trained);
