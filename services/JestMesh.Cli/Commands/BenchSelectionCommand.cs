@@ -38,17 +38,31 @@ internal static class BenchSelectionCommand
         var batchSize = new Option<int>("--batch-size") { Description = "b, the learner batch size.", DefaultValueFactory = _ => 128 };
         var filter = new Option<double>("--filter-ratio") { Description = "f = 1 − b/N.", DefaultValueFactory = _ => 0.8 };
         var steps = new Option<int>("--trainer-steps") { Description = "Trainer steps in the stall run (0 skips it).", DefaultValueFactory = _ => 40 };
+        var loadJobs = new Option<int>("--load-jobs") { Description = "Jobs in the load phase (JEST sessions with an instant learner; 0 skips it).", DefaultValueFactory = _ => 4 };
+        var loadSessions = new Option<int>("--load-sessions-per-job") { Description = "Concurrent Curate sessions per job in the load phase.", DefaultValueFactory = _ => 4 };
+        var loadBatches = new Option<int>("--load-batches") { Description = "Curated batches per session in the load phase.", DefaultValueFactory = _ => 50 };
+        var loadAfter = new Option<int>("--load-after-seconds") { Description = "Seconds Selection's memory is sampled after the load ends.", DefaultValueFactory = _ => 10 };
         var command = new Command("bench-selection", "Measure Selection throughput (learner-free sessions) and the trainer's data stall with JEST; writes JSON.");
-        foreach (var option in new Option[] { amqp, output, sessions, batches, batchSize, filter, steps })
+        foreach (var option in new Option[] { amqp, output, sessions, batches, batchSize, filter, steps, loadJobs, loadSessions, loadBatches, loadAfter })
         {
             command.Options.Add(option);
         }
         command.SetAction(async (parse, cancellationToken) =>
         {
-            var settings = new BenchSettings(parse.GetValue(amqp)!, parse.GetValue(sessions), parse.GetValue(batches), parse.GetValue(batchSize), parse.GetValue(filter), parse.GetValue(steps));
+            var settings = new BenchSettings(parse.GetValue(amqp)!, parse.GetValue(sessions), parse.GetValue(batches), parse.GetValue(batchSize), parse.GetValue(filter), parse.GetValue(steps))
+            {
+                Load = new BenchSelectionLoad.Settings(parse.GetValue(loadJobs), parse.GetValue(loadSessions), parse.GetValue(loadBatches), parse.GetValue(filter),
+                    TimeSpan.FromSeconds(parse.GetValue(loadAfter))),
+            };
             if (settings.Sessions < 1 || settings.Batches < settings.Sessions || settings.BatchSize < 16 || settings.BatchSize % 16 != 0 || settings.FilterRatio is < 0 or >= 1)
             {
                 Console.Error.WriteLine("bench-selection: need --sessions ≥ 1, --batches ≥ --sessions, --batch-size a positive multiple of 16 (16 chunks), 0 ≤ --filter-ratio < 1.");
+                return 2;
+            }
+
+            if (settings.Load.Jobs < 0 || settings.Load.SessionsPerJob < 1 || settings.Load.BatchesPerSession < 1 || settings.Load.After < TimeSpan.Zero)
+            {
+                Console.Error.WriteLine("bench-selection: need --load-jobs ≥ 0, --load-sessions-per-job ≥ 1, --load-batches ≥ 1, --load-after-seconds ≥ 0.");
                 return 2;
             }
             var result = await RunAsync(settings, cancellationToken);
@@ -62,6 +76,8 @@ internal static class BenchSelectionCommand
 
     private sealed record BenchSettings(string Amqp, int Sessions, int Batches, int BatchSize, double FilterRatio, int TrainerSteps)
     {
+        public required BenchSelectionLoad.Settings Load { get; init; }
+
         public int SuperBatchSize => SuperBatchSizing.SuperBatchSize(BatchSize, FilterRatio);
     }
 
@@ -164,6 +180,26 @@ internal static class BenchSelectionCommand
                 ["learner_staleness_mean"] = staleness.Count == 0 ? 0 : staleness.Average(),
             };
         }
+
+        // 4. Load (issue 14): jobs × sessions JEST sessions at once, learners that answer instantly.
+        if (settings.Load.Jobs > 0)
+        {
+            torch.random.manual_seed(12);
+            using var learnerModel = SiglipModel.Create(new ModelConfig(), torch.CPU);
+            var views = templates.Select(t =>
+            {
+                var (ids, pixels, tokens) = ExampleArrays.Of(t.Examples, $"template {t.Id}");
+                var e = learnerModel.Embed(pixels, ids.Length, tokens);
+                return new ContrastiveEmbeddings(e.Image, e.Text, e.Count, e.Dim, e.Alpha, e.Beta);
+            }).ToArray();
+            // Published super-batch ids are JOB-INDEX, INDEX cycling over the templates.
+            ContrastiveEmbeddings View(string superBatchId) =>
+                views[int.Parse(superBatchId[(superBatchId.LastIndexOf('-') + 1)..], System.Globalization.CultureInfo.InvariantCulture) % views.Length];
+            using var channel = Channel(port);
+            result["load"] = await BenchSelectionLoad.RunAsync(channel, ApiKey, selection.ProcessId, settings.Load,
+                (job, count) => PublishAsync(publisher, connections.Topology, templates, job, count, cancellationToken), View, cancellationToken);
+        }
+
         return result;
     }
 

@@ -52,5 +52,8 @@ internal sealed class BenchSelectionHost : IAsyncDisposable
         }
     }
 
+    /// <summary>The Selection process's id (for its /proc figures).</summary>
+    public int ProcessId => _process.Id;
+
     public ValueTask DisposeAsync() => _process.DisposeAsync();
 }

@@ -1,0 +1,163 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using JestMesh.Client;
+using JestMesh.Curation;
+using JestMesh.Protos.V1;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace JestMesh.Cli.Commands;
+
+/// <summary>
+/// The load phase of <c>bench-selection</c>: jobs × sessions concurrent Curate sessions with JEST (learnability,
+/// joint, 16 chunks, gain 1) against the Selection process. Each session's learner answers at once with embeddings
+/// computed before the clock starts, so what is measured is Selection and the broker behind it, not a model.
+/// Per curated batch: the client's time from handing over the learner's scores to receiving the batch (an upper
+/// bound on Selection's scores-received-to-batch-sent: it adds the two loopback hops and the client's own
+/// decoding) and the selection time Selection reports; Selection's resident memory sampled during the load and
+/// for a while after it.
+/// </summary>
+internal static class BenchSelectionLoad
+{
+    public sealed record Settings(int Jobs, int SessionsPerJob, int BatchesPerSession, double FilterRatio, TimeSpan After);
+
+    public static async Task<Dictionary<string, object>> RunAsync(
+        Grpc.Net.Client.GrpcChannel channel, string apiKey, int selectionPid, Settings settings,
+        Func<string, int, Task> publish, Func<string, ContrastiveEmbeddings> learnerView, CancellationToken cancellationToken)
+    {
+        var jobs = Enumerable.Range(0, settings.Jobs).Select(j => $"load-{j}").ToList();
+        // Every session of a job draws from the job's feed: each needs its batches, plus slack for the super-batches
+        // a session holds when the others end.
+        foreach (var job in jobs)
+        {
+            await publish(job, (settings.SessionsPerJob * settings.BatchesPerSession) + (2 * settings.SessionsPerJob));
+        }
+
+        var rss = new List<(double Seconds, double Mb)>();
+        var clock = Stopwatch.StartNew();
+        using var stopSampling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var sampler = SampleRssAsync(selectionPid, clock, rss, stopSampling.Token);
+        var learners = jobs.SelectMany(job => Enumerable.Range(0, settings.SessionsPerJob).Select(_ => new InstantLearner(settings.BatchesPerSession, learnerView, job))).ToList();
+        var start = clock.Elapsed.TotalSeconds;
+        await Task.WhenAll(learners.Select(learner => new CurateSession(channel, new CurateSettings
+        {
+            Job = learner.Job,
+            ApiKey = apiKey,
+            Policy = Policy.Learnability,
+            FilterRatio = settings.FilterRatio,
+            Chunks = 16,
+            Gain = 1,
+        }, NullLogger.Instance).RunAsync(learner, cancellationToken)));
+        var end = clock.Elapsed.TotalSeconds;
+        await Task.Delay(settings.After, cancellationToken);
+        await stopSampling.CancelAsync();
+        await sampler;
+
+        var latencies = learners.SelectMany(l => l.LatencyMs).Order().ToList();
+        var selection = learners.SelectMany(l => l.SelectionMs).Order().ToList();
+        var batches = learners.Sum(l => l.Trained);
+        List<(double Seconds, double Mb)> during, after;
+        lock (rss)
+        {
+            during = rss.Where(s => s.Seconds >= start && s.Seconds <= end).ToList();
+            after = rss.Where(s => s.Seconds > end).ToList();
+        }
+
+        return new Dictionary<string, object>
+        {
+            ["jobs"] = settings.Jobs,
+            ["sessions"] = settings.Jobs * settings.SessionsPerJob,
+            ["policy"] = "learnability, joint, 16 chunks, gain 1",
+            ["batches"] = batches,
+            ["seconds"] = end - start,
+            ["batches_per_second"] = batches / (end - start),
+            ["scores_to_batch_ms"] = Quantiles(latencies),
+            ["selection_ms"] = Quantiles(selection),
+            ["selection_rss_mb"] = new Dictionary<string, object>
+            {
+                ["before_load"] = rss.Count > 0 ? rss[0].Mb : double.NaN,
+                ["max_during_load"] = during.Count > 0 ? during.Max(s => s.Mb) : double.NaN,
+                ["at_load_end"] = during.Count > 0 ? during[^1].Mb : double.NaN,
+                ["last_after_load"] = after.Count > 0 ? after[^1].Mb : double.NaN,
+                ["seconds_after_load"] = settings.After.TotalSeconds,
+                ["samples"] = rss.Select(s => new[] { Math.Round(s.Seconds, 2), Math.Round(s.Mb, 1) }).ToList(),
+            },
+            ["load_average_end"] = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "",
+        };
+    }
+
+    private static Dictionary<string, double> Quantiles(List<double> sorted) => sorted.Count == 0 ? [] : new()
+    {
+        ["p50"] = sorted[(int)Math.Floor(0.50 * (sorted.Count - 1))],
+        ["p99"] = sorted[(int)Math.Floor(0.99 * (sorted.Count - 1))],
+        ["max"] = sorted[^1],
+        ["count"] = sorted.Count,
+    };
+
+    /// <summary>VmRSS of <paramref name="pid"/> every 250 ms until cancelled.</summary>
+    private static async Task SampleRssAsync(int pid, Stopwatch clock, List<(double Seconds, double Mb)> samples, CancellationToken cancellationToken)
+    {
+        var status = $"/proc/{pid}/status";
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            if (File.Exists(status))
+            {
+                var line = File.ReadLines(status).FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+                if (line is not null && double.TryParse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var kb))
+                {
+                    lock (samples)
+                    {
+                        samples.Add((clock.Elapsed.TotalSeconds, kb / 1024));
+                    }
+                }
+            }
+
+            try
+            {
+                await Task.Delay(250, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>A learner that scores at once (precomputed embeddings per super-batch) and trains on nothing; it times each batch.</summary>
+    private sealed class InstantLearner(int batches, Func<string, ContrastiveEmbeddings> view, string job) : ICurateLearner
+    {
+        private readonly ConcurrentDictionary<string, long> _scoredAt = new();
+
+        public string Job => job;
+
+        public int Trained { get; private set; }
+
+        public List<double> LatencyMs { get; } = [];
+
+        public List<double> SelectionMs { get; } = [];
+
+        public long Remaining => batches - Trained;
+
+        public void SessionOpened(string sessionId)
+        {
+        }
+
+        public LearnerScores Score(Candidate candidate)
+        {
+            var scores = LearnerScores.Of(candidate.SuperBatchId, view(candidate.SuperBatchId), Trained);
+            _scoredAt[candidate.SuperBatchId] = Stopwatch.GetTimestamp();
+            return scores;
+        }
+
+        public void Train(CuratedBatch batch)
+        {
+            if (_scoredAt.TryRemove(batch.SuperBatchId, out var at))
+            {
+                LatencyMs.Add(Stopwatch.GetElapsedTime(at).TotalMilliseconds);
+            }
+
+            SelectionMs.Add(batch.Diagnostics.SelectionMs);
+            Trained++;
+        }
+    }
+}
