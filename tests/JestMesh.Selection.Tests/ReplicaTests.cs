@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Grpc.Net.Client;
+using Xunit.Abstractions;
 using JestMesh.Protos.V1;
 using JestMesh.TestKit;
 using CurationClient = JestMesh.Protos.V1.Curation.CurationClient;
