@@ -174,7 +174,7 @@ public sealed class JobFeeds : IAsyncDisposable
             catch (RabbitMQ.Client.Exceptions.OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == ResourceLocked)
             {
                 await feed.DisposeAsync();
-                throw SelectionException.Unavailable(
+                throw SelectionException.HeldElsewhere(
                     $"job {ClientText.Quote(job)} is served by another Selection replica now; retry: this replica takes the job over once that one is gone.", ex);
             }
             catch (Exception ex) when (attempt < 30 && ex is RabbitMQ.Client.Exceptions.OperationInterruptedException or RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException)
