@@ -1,3 +1,4 @@
+using JestMesh.Protos.V1;
 using JestMesh.TestKit;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -102,16 +103,17 @@ public sealed class JobFeedsTests(SelectionFixture fixture)
             var feeds = host.Services.GetRequiredService<JobFeeds>();
             queue = feeds.QueueOf("job");
             await feeds.DeclareAsync("job", CancellationToken.None);
-            foreach (var scored in new[] { x, y, x })
-            {
-                await broker.Publisher.PublishAsync(Messaging.OutgoingMessage.ToQueue(queue, scored.Id, Google.Protobuf.MessageExtensions.ToByteArray(scored)), CancellationToken.None);
-            }
+            Task RouteAsync(ScoredSuperBatch scored) =>
+                broker.Publisher.PublishAsync(Messaging.OutgoingMessage.ToQueue(queue, scored.Id, Google.Protobuf.MessageExtensions.ToByteArray(scored)), CancellationToken.None);
+            await RouteAsync(x);
+            await RouteAsync(y);
             using var member = await feeds.JoinAsync("job", "test", DateTime.UtcNow.AddSeconds(30), CancellationToken.None);
             using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
             var first = await member.Feed.TakeAsync(deadline.Token);
             var firstTag = first.Tag;
             var second = await member.Feed.TakeAsync(deadline.Token);
             Assert.Equal([x.Id, y.Id], new[] { first.Batch.Id, second.Batch.Id });
+            await RouteAsync(x);
             // The second copy's arrival makes the held delivery ack the newer tag, and the older is acked.
             await Eventually.WaitUntilAsync(() => first.Tag != firstTag, TimeSpan.FromSeconds(60), "the second copy of the first super-batch to arrive");
             Assert.Equal(0, member.Feed.ReadyCount);
