@@ -95,7 +95,8 @@ public sealed class Delivery
 }
 
 /// <summary>
-/// The scored super-batches of one job, consumed from the job's own queue with a bounded prefetch.
+/// The scored super-batches of one job, consumed from the job's own queue with a bounded prefetch, by
+/// one replica at a time (the holder of the job's lock, see <see cref="StartAsync"/>).
 /// Every session of the job takes from the same feed, so sessions get disjoint super-batches; a
 /// super-batch is acked only after its batch was recorded, and one a session did not use goes back
 /// to its original place (ahead of everything that arrived after it).
@@ -104,7 +105,7 @@ public sealed partial class JobFeed : IAsyncDisposable
 {
     private readonly PriorityQueue<Delivery, long> _ready = new();
     // Every super-batch the feed holds (ready or taken) by id: a second delivery of one (a duplicate
-    // copy routed by two replicas, or the redelivery after a channel recovery) is never a second batch.
+    // copy routed by two replicas' routers) is never a second batch.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Delivery> _held = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _available = new(0);
     private readonly TaskCompletionSource _first = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -225,8 +226,8 @@ public sealed partial class JobFeed : IAsyncDisposable
         var held = _held.GetOrAdd(batch.Id, fresh);
         if (!ReferenceEquals(held, fresh))
         {
-            // Held already: the held one acks this delivery's tag from now on and the older tag is
-            // acked now (a stale tag from before a channel recovery is dropped by the client).
+            // Held already (a second copy of the super-batch): the held one acks this delivery's tag
+            // from now on and the older tag is acked now, so each copy is acked once.
             var ackNow = held.TryRebind(delivery.DeliveryTag, out var older) ? older : delivery.DeliveryTag;
             LogDuplicate(_logger, batch.Id, Job);
             await channel.BasicAckAsync(ackNow, multiple: false);
@@ -260,7 +261,12 @@ public sealed partial class JobFeed : IAsyncDisposable
             }
             catch (OperationCanceledException) when (_lost.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
-                throw SelectionException.Unavailable($"this replica lost job {ClientText.Quote(Job)}'s feed (its broker connection closed); resume the session: the job is taken again by the next open.");
+                throw LostError();
+            }
+            if (_lost.IsCancellationRequested)
+            {
+                // What is still ready went back to the queue with the channel: another feed may have it now.
+                throw LostError();
             }
             Delivery delivery;
             lock (_ready)
@@ -278,6 +284,9 @@ public sealed partial class JobFeed : IAsyncDisposable
             await AckAsync(delivery);
         }
     }
+
+    private SelectionException LostError() =>
+        SelectionException.Unavailable($"this replica lost job {ClientText.Quote(Job)}'s feed (its broker connection closed); resume the session: the job is taken again by the next open.");
 
     /// <summary>Acks a super-batch whose batch is recorded (once: a second ack would close the channel).</summary>
     public async Task AckAsync(Delivery delivery)
