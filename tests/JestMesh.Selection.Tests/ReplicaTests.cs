@@ -54,6 +54,7 @@ public sealed class ReplicaTests(SelectionFixture fixture, ITestOutputHelper out
 
             await first.KillAsync();
         }
+        var sinceKill = System.Diagnostics.Stopwatch.StartNew();
         published.AddRange(await TestData.PublishAsync(fixture.Feeder, broker, Job, 3, N, first: 6));
 
         // Resumes on the second replica after cursor 3 as soon as it takes the job over.
@@ -72,6 +73,7 @@ public sealed class ReplicaTests(SelectionFixture fixture, ITestOutputHelper out
             }
         }, Deadline, "the second replica to take the job over");
         trained.AddRange(rest!);
+        output.WriteLine($"kill to the resumed stream's end on the second replica: {sinceKill.ElapsedMilliseconds} ms (includes publishing 3 more super-batches)");
         output.WriteLine($"the second replica replayed {rest!.Count(b => b.Replayed)} batches the first had recorded past the cursor, then curated {rest!.Count(b => !b.Replayed)}");
 
         // No gap, no repeat: sequences 1..9, every published super-batch in exactly one batch, each
