@@ -64,6 +64,7 @@ render_helm gpu-keda --set scoring.gpu.enabled=true --set scoring.keda.enabled=t
 render_helm tls --set tls.enabled=true --set tls.secretName=jm-selection-tls --set tls.caSecretName=jm-ca \
   --set tls.clientAuth.enabled=true --set tls.clientAuth.trainerSecretName=jm-trainer-tls
 render_helm secrets --set apiKeys.create=true --set rabbitmq.uri=amqp://u:p@rabbit:5672/ --set rabbitmq.existingSecret=jm-broker
+render_helm replicas --set selection.replicas=2 --set scoring.replicas=2
 render_helm minimal --set ingest.enabled=false --set trainer.enabled=false --set reference.train.enabled=false \
   --set reference.existingClaim=ref --set scoring.cache.enabled=false --set otel.endpoint=
 # Values the chart must refuse (schema or template).
@@ -75,7 +76,7 @@ refuse() { # reason, then --set arguments
   say "chart refuses $* ($reason): $(grep -m1 -E '^- |execution error|kubeVersion' "$work/refused.log" | sed 's/^Error: //' | cut -c1-150)"
 }
 refuse "negative replicas" --set scoring.replicas=-1
-refuse "Selection is a singleton" --set selection.replicas=2
+refuse "Selection needs a replica" --set selection.replicas=0
 refuse "empty Secret name" --set apiKeys.existingSecret=
 refuse "empty broker Secret name" --set rabbitmq.existingSecret=
 refuse "KEDA could not reach maxReplicas" --set scoring.keda.enabled=true --set scoring.keda.queueLength=8

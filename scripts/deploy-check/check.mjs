@@ -207,8 +207,12 @@ for (const [name, docs] of Object.entries(renders)) {
     }
   }
   const selection = docs.find(d => d.kind === 'Deployment' && d.spec?.template?.spec?.containers?.some(c => hostOf(c.image) === 'selection'));
-  if (selection && ((selection.spec.replicas ?? 1) !== 1 || selection.spec.strategy?.type !== 'Recreate')) {
-    fail(`${name} Deployment/${selection.metadata.name}`, 'Selection is a singleton: replicas 1 and strategy Recreate');
+  // Selection runs any number of replicas (one at a time holds a job), but at least one.
+  if (selection && (selection.spec.replicas ?? 1) < 1) {
+    fail(`${name} Deployment/${selection.metadata.name}`, 'Selection needs at least one replica: trainers would have nothing to resume on');
+  }
+  if (name === 'helm-replicas' && selection?.spec.replicas !== 2) {
+    fail(`${name} Deployment/${selection?.metadata.name}`, `selection.replicas=2 rendered ${selection?.spec.replicas} replicas`);
   }
   const scaled = docs.filter(d => d.kind === 'ScaledObject').map(d => d.spec.scaleTargetRef.name);
   for (const d of docs) if (d.kind === 'Deployment' && scaled.includes(d.metadata.name) && d.spec.replicas !== undefined) {

@@ -7,9 +7,10 @@ using RabbitMQ.Client.Exceptions;
 namespace JestMesh.Messaging;
 
 /// <summary>
-/// The two broker connections of a service: one for publishing, one for consuming, so that a
+/// The broker connections of a service: one for publishing, one for consuming, so that a
 /// publisher blocked by broker flow control never stalls deliveries and acks. Both recover
-/// automatically (connection, channels, topology, consumers) after the broker comes back.
+/// automatically (connection, channels, topology, consumers) after the broker comes back. A third,
+/// opened only by services that hold something exclusively (<see cref="HoldingConnectionAsync"/>), does not.
 /// </summary>
 public sealed partial class BrokerConnections : IAsyncDisposable
 {
@@ -18,6 +19,7 @@ public sealed partial class BrokerConnections : IAsyncDisposable
     private readonly SemaphoreSlim _gate = new(1, 1);
     private IConnection? _publish;
     private IConnection? _consume;
+    private IConnection? _holding;
     private bool _disposed;
 
     public BrokerConnections(IOptions<MessagingOptions> options, ILogger<BrokerConnections> logger)
@@ -40,6 +42,39 @@ public sealed partial class BrokerConnections : IAsyncDisposable
 
     public Task<IConnection> ConsumeConnectionAsync(CancellationToken cancellationToken) =>
         GetAsync(publish: false, cancellationToken);
+
+    /// <summary>
+    /// A connection that is never recovered: what it holds (exclusive queues used as locks, and the
+    /// consumers they guard) ends with it, and the broker gives it to another client at once. Its
+    /// holder sees the loss (channel shutdown) and must take it again on a new connection, which the
+    /// next call opens (to any node that answers).
+    /// </summary>
+    public async Task<IConnection> HoldingConnectionAsync(CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_holding is { IsOpen: true } open)
+        {
+            return open;
+        }
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            if (_holding is { IsOpen: true } again)
+            {
+                return again;
+            }
+            if (_holding is not null)
+            {
+                await _holding.DisposeAsync();
+            }
+            _holding = await ConnectWithRetryAsync("holding", cancellationToken, recover: false);
+            return _holding;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
 
     /// <summary>Declares the topology over the publish connection (idempotent).</summary>
     public async Task DeclareTopologyAsync(CancellationToken cancellationToken)
@@ -117,14 +152,14 @@ public sealed partial class BrokerConnections : IAsyncDisposable
         }
     }
 
-    private async Task<IConnection> ConnectWithRetryAsync(string role, CancellationToken cancellationToken)
+    private async Task<IConnection> ConnectWithRetryAsync(string role, CancellationToken cancellationToken, bool recover = true)
     {
         var address = BrokerAddress.Parse(_options.Uri);
         var factory = new ConnectionFactory
         {
             Uri = address.Primary,
-            AutomaticRecoveryEnabled = true,
-            TopologyRecoveryEnabled = true,
+            AutomaticRecoveryEnabled = recover,
+            TopologyRecoveryEnabled = recover,
             NetworkRecoveryInterval = _options.RecoveryInterval,
             RequestedHeartbeat = TimeSpan.FromSeconds(30),
             MaxInboundMessageBodySize = (uint)_options.MaxMessageBytes,
@@ -189,7 +224,7 @@ public sealed partial class BrokerConnections : IAsyncDisposable
             return;
         }
         _disposed = true;
-        foreach (var connection in new[] { _consume, _publish })
+        foreach (var connection in new[] { _holding, _consume, _publish })
         {
             if (connection is null)
             {

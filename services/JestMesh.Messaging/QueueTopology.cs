@@ -23,6 +23,13 @@ public sealed record QueueTopology(string Prefix)
     /// </summary>
     public string JobQueue(string job) => $"{Scored}.job.{job}";
 
+    /// <summary>
+    /// The lock of a job's queue: an exclusive, message-less queue that the Selection replica
+    /// consuming the job's queue holds on its holding connection (one replica at a time; the broker
+    /// deletes it when that connection closes, a SIGKILL included).
+    /// </summary>
+    public string JobHolder(string job) => $"{JobQueue(job)}.holder";
+
     /// <summary>Dead-letter exchange (fanout) and its queue share this name.</summary>
     public string DeadLetter => $"{Prefix}.dead";
 

@@ -9,6 +9,9 @@ using RabbitMQ.Client.Events;
 
 namespace JestMesh.Selection;
 
+/// <summary>A record of the batch log with its offset in the stream.</summary>
+public readonly record struct LoggedRecord(long Offset, SelectionLogRecord Record);
+
 /// <summary>
 /// The durable batch log: a RabbitMQ stream (append-only, replicated, readable from any offset or
 /// time by any number of readers, retained by age). Appends are confirmed publishes, so a record
@@ -59,12 +62,12 @@ public sealed class BatchLog
     /// Reads records from <paramref name="offset"/> ("first", a numeric offset or an
     /// <see cref="AmqpTimestamp"/>) until the caller stops enumerating.
     /// </summary>
-    public async IAsyncEnumerable<SelectionLogRecord> ReadAsync(object offset, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public async IAsyncEnumerable<LoggedRecord> ReadAsync(object offset, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var connection = await _connections.ConsumeConnectionAsync(cancellationToken);
         var channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
         // Bounded: the consumer's dispatch waits for the reader, and the stream's credit (prefetch) stops the broker.
-        var records = Channel.CreateBounded<SelectionLogRecord>(new BoundedChannelOptions(64) { SingleReader = true, SingleWriter = true });
+        var records = Channel.CreateBounded<LoggedRecord>(new BoundedChannelOptions(64) { SingleReader = true, SingleWriter = true });
         try
         {
             // Stream consumers need a prefetch: it is their flow-control credit.
@@ -73,8 +76,12 @@ public sealed class BatchLog
             consumer.ReceivedAsync += async (_, delivery) =>
             {
                 var record = SelectionLogRecord.Parser.ParseFrom(delivery.Body.Span);
+                // Every stream delivery carries its offset: where a later read goes on from.
+                var offset = delivery.BasicProperties.Headers?.TryGetValue("x-stream-offset", out var o) == true && o is not null
+                    ? Convert.ToInt64(o, System.Globalization.CultureInfo.InvariantCulture)
+                    : -1;
                 await channel.BasicAckAsync(delivery.DeliveryTag, multiple: false, cancellationToken);
-                await records.Writer.WriteAsync(record, cancellationToken);
+                await records.Writer.WriteAsync(new LoggedRecord(offset, record), cancellationToken);
             };
             await channel.BasicConsumeAsync(Name, autoAck: false, consumerTag: "", noLocal: false, exclusive: false,
                 arguments: new Dictionary<string, object?> { ["x-stream-offset"] = offset }, consumer, cancellationToken);

@@ -108,7 +108,12 @@ public sealed partial class CurationService(SessionStore store, JobFeeds feeds, 
         {
             if (!store.TryGet(open.SessionId, out existing))
             {
-                throw SelectionException.NotFound($"{field}.session_id {ClientText.Quote(open.SessionId)} is not a session of this service (or it expired from the batch log).");
+                // A session opened on another replica since this one last read the log: read on, then look again.
+                await store.CatchUpAsync(cancellationToken);
+                if (!store.TryGet(open.SessionId, out existing))
+                {
+                    throw SelectionException.NotFound($"{field}.session_id {ClientText.Quote(open.SessionId)} is not a session of this service (or it expired from the batch log).");
+                }
             }
             if (existing.LearnerFree != learnerFree)
             {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Google.Protobuf;
 using JestMesh.Messaging;
+using JestMesh.Protos;
 using JestMesh.Protos.V1;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
@@ -17,13 +18,15 @@ public sealed class Delivery
     private const int Ready = 0;
     private const int Taken = 1;
     private const int Done = 2;
+    private readonly Lock _gate = new();
     private int _state;
+    private ulong _tag;
 
     internal Delivery(JobFeed feed, IChannel channel, ulong tag, string messageId, ScoredSuperBatch batch, ActivityContext producer, long arrival)
     {
         Feed = feed;
         Channel = channel;
-        Tag = tag;
+        _tag = tag;
         MessageId = messageId;
         Batch = batch;
         Producer = producer;
@@ -34,7 +37,35 @@ public sealed class Delivery
 
     internal IChannel Channel { get; }
 
-    internal ulong Tag { get; }
+    /// <summary>The delivery tag to ack: the newest delivery of this super-batch the feed holds.</summary>
+    internal ulong Tag
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _tag;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Takes <paramref name="newer"/> (another delivery of the same super-batch) as the tag to ack and
+    /// returns the older one, which the caller acks now; false once this one is finished.
+    /// </summary>
+    internal bool TryRebind(ulong newer, out ulong older)
+    {
+        lock (_gate)
+        {
+            older = _tag;
+            if (Volatile.Read(ref _state) == Done)
+            {
+                return false;
+            }
+            _tag = newer;
+            return true;
+        }
+    }
 
     /// <summary>Order in which the feed received it: returned deliveries keep their place.</summary>
     internal long Arrival { get; }
@@ -52,11 +83,20 @@ public sealed class Delivery
 
     internal bool TryGiveBack() => TryMove(Taken, Ready);
 
-    internal bool TryFinish() => TryMove(Taken, Done);
+    /// <summary>Finishes a taken delivery and returns the tag to ack (no rebinding after this).</summary>
+    internal bool TryFinish(out ulong tag)
+    {
+        lock (_gate)
+        {
+            tag = _tag;
+            return TryMove(Taken, Done);
+        }
+    }
 }
 
 /// <summary>
-/// The scored super-batches of one job, consumed from the job's own queue with a bounded prefetch.
+/// The scored super-batches of one job, consumed from the job's own queue with a bounded prefetch, by
+/// one replica at a time (the holder of the job's lock, see <see cref="StartAsync"/>).
 /// Every session of the job takes from the same feed, so sessions get disjoint super-batches; a
 /// super-batch is acked only after its batch was recorded, and one a session did not use goes back
 /// to its original place (ahead of everything that arrived after it).
@@ -64,13 +104,18 @@ public sealed class Delivery
 public sealed partial class JobFeed : IAsyncDisposable
 {
     private readonly PriorityQueue<Delivery, long> _ready = new();
+    // Every super-batch the feed holds (ready or taken) by id: a second delivery of one (a duplicate
+    // copy routed by two replicas' routers) is never a second batch.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Delivery> _held = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _available = new(0);
     private readonly TaskCompletionSource _first = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly BrokerConnections _connections;
     private readonly SessionStore _store;
     private readonly ConfirmedPublisher _publisher;
     private readonly ILogger _logger;
+    private readonly CancellationTokenSource _lost = new();
     private IChannel? _channel;
+    private volatile bool _disposing;
     private long _arrivals;
     private int _sessions;
 
@@ -112,10 +157,36 @@ public sealed partial class JobFeed : IAsyncDisposable
     /// <summary>Streams of the job attached now.</summary>
     public int Sessions => Volatile.Read(ref _sessions);
 
+    /// <summary>Cancelled when the feed's channel closed under it (its connection lost, a broker node gone): the job is no longer held.</summary>
+    public CancellationToken Lost => _lost.Token;
+
+    /// <summary>True once the feed lost its channel.</summary>
+    public bool IsLost => _lost.IsCancellationRequested;
+
+    /// <summary>
+    /// Takes the job's lock and consumes its queue on the holding connection.
+    /// </summary>
+    /// <exception cref="RabbitMQ.Client.Exceptions.OperationInterruptedException">RESOURCE_LOCKED (405) when another replica holds the job.</exception>
     internal async Task StartAsync(int prefetch, CancellationToken cancellationToken)
     {
-        var connection = await _connections.ConsumeConnectionAsync(cancellationToken);
+        var connection = await _connections.HoldingConnectionAsync(cancellationToken);
         _channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
+        // One replica at a time consumes a job's queue, so a job is never split between replicas:
+        // the lock is an exclusive queue of this connection (another replica's declare is refused
+        // with RESOURCE_LOCKED until this connection is gone). Quorum queues ignore exclusive
+        // consumers, and single-active-consumer would not tell a replica whether it is the active one.
+        await _channel.QueueDeclareAsync(_connections.Topology.JobHolder(Job), durable: false, exclusive: true, autoDelete: false,
+            cancellationToken: cancellationToken);
+        _channel.ChannelShutdownAsync += (_, args) =>
+        {
+            if (!_disposing)
+            {
+                // Never recovered: what it held is free for another replica now; the feed's sessions end.
+                LogLost(_logger, Job, args.ReplyText);
+                _lost.Cancel();
+            }
+            return Task.CompletedTask;
+        };
         // The prefetch is the feed's whole buffer: the ready set never holds more than it.
         await _channel.BasicQosAsync(0, (ushort)prefetch, global: false, cancellationToken);
         var consumer = new AsyncEventingBasicConsumer(_channel);
@@ -151,9 +222,20 @@ public sealed partial class JobFeed : IAsyncDisposable
             await channel.BasicAckAsync(delivery.DeliveryTag, multiple: false);
             return;
         }
+        var fresh = new Delivery(this, channel, delivery.DeliveryTag, messageId, batch, producer, Interlocked.Increment(ref _arrivals));
+        var held = _held.GetOrAdd(batch.Id, fresh);
+        if (!ReferenceEquals(held, fresh))
+        {
+            // Held already (a second copy of the super-batch): the held one acks this delivery's tag
+            // from now on and the older tag is acked now, so each copy is acked once.
+            var ackNow = held.TryRebind(delivery.DeliveryTag, out var older) ? older : delivery.DeliveryTag;
+            LogDuplicate(_logger, batch.Id, Job);
+            await channel.BasicAckAsync(ackNow, multiple: false);
+            return;
+        }
         LastSuperBatchSize = batch.Examples.Count;
         LastReferenceSha256 = batch.ReferenceCheckpointSha256;
-        Enqueue(new Delivery(this, channel, delivery.DeliveryTag, messageId, batch, producer, Interlocked.Increment(ref _arrivals)));
+        Enqueue(fresh);
         _first.TrySetResult();
     }
 
@@ -167,11 +249,25 @@ public sealed partial class JobFeed : IAsyncDisposable
     }
 
     /// <summary>The oldest super-batch of the job (waits until there is one); the caller owns it until it returns or acks it.</summary>
+    /// <exception cref="SelectionException">UNAVAILABLE once the feed is lost (the session resumes wherever the job is held next).</exception>
     public async ValueTask<Delivery> TakeAsync(CancellationToken cancellationToken)
     {
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _lost.Token);
         while (true)
         {
-            await _available.WaitAsync(cancellationToken);
+            try
+            {
+                await _available.WaitAsync(either.Token);
+            }
+            catch (OperationCanceledException) when (_lost.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                throw LostError();
+            }
+            if (_lost.IsCancellationRequested)
+            {
+                // What is still ready went back to the queue with the channel: another feed may have it now.
+                throw LostError();
+            }
             Delivery delivery;
             lock (_ready)
             {
@@ -189,18 +285,23 @@ public sealed partial class JobFeed : IAsyncDisposable
         }
     }
 
+    private SelectionException LostError() =>
+        SelectionException.Unavailable($"this replica lost job {ClientText.Quote(Job)}'s feed (its broker connection closed); resume the session: the job is taken again by the next open.");
+
     /// <summary>Acks a super-batch whose batch is recorded (once: a second ack would close the channel).</summary>
     public async Task AckAsync(Delivery delivery)
     {
         ArgumentNullException.ThrowIfNull(delivery);
-        if (!delivery.TryFinish())
+        if (!delivery.TryFinish(out var tag))
         {
             LogNotOwned(_logger, "ack", delivery.MessageId, Job);
             return;
         }
+        // Recorded (or found recorded): later deliveries of it are recognised by the store.
+        _held.TryRemove(new KeyValuePair<string, Delivery>(delivery.Batch.Id, delivery));
         try
         {
-            await delivery.Channel.BasicAckAsync(delivery.Tag, multiple: false);
+            await delivery.Channel.BasicAckAsync(tag, multiple: false);
         }
         catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException or OperationCanceledException)
         {
@@ -242,6 +343,7 @@ public sealed partial class JobFeed : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _disposing = true;
         if (_channel is not null)
         {
             try
@@ -255,10 +357,14 @@ public sealed partial class JobFeed : IAsyncDisposable
             await _channel.DisposeAsync();
         }
         _available.Dispose();
+        _lost.Dispose();
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Super-batch {SuperBatchId} of job {Job} was already recorded; acked without effect")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Super-batch {SuperBatchId} of job {Job} was already recorded or is held; acked without effect")]
     private static partial void LogDuplicate(ILogger logger, string superBatchId, string job);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {Job}'s feed lost its channel ({Reason}); its sessions end and the next open takes the job again")]
+    private static partial void LogLost(ILogger logger, string job, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Ack of {MessageId} lost ({Reason}); the redelivery will be recognised as recorded")]
     private static partial void LogAckLost(ILogger logger, string messageId, string reason);

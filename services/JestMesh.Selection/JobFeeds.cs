@@ -28,11 +28,17 @@ public sealed class JobMembership : IDisposable
 
 /// <summary>
 /// The job feeds of this replica. A job exists once its queue does, and only the router creates
-/// one, when the job's first scored super-batch arrives: sessions never create queues.
+/// one, when the job's first scored super-batch arrives: sessions never create queues. A replica
+/// serves a job only while it holds the job's feed, which one replica at a time can (see
+/// <see cref="JobFeed"/>); a session opened on another replica is UNAVAILABLE, naming the job, until
+/// the holder is gone, and then its next open takes the job over.
 /// </summary>
 public sealed class JobFeeds : IAsyncDisposable
 {
     private static readonly TimeSpan ExistencePoll = TimeSpan.FromMilliseconds(250);
+
+    // AMQP's reply to declaring an exclusive queue another connection holds (the job's lock).
+    private const int ResourceLocked = 405;
 
     private readonly ConcurrentDictionary<string, Lazy<Task<JobFeed>>> _feeds = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, byte> _declared = new(StringComparer.Ordinal);
@@ -123,16 +129,34 @@ public sealed class JobFeeds : IAsyncDisposable
 
     private async Task<JobFeed> GetAsync(string job, CancellationToken cancellationToken)
     {
-        var lazy = _feeds.GetOrAdd(job, j => new Lazy<Task<JobFeed>>(() => StartAsync(j)));
-        try
+        while (true)
         {
-            return await lazy.Value.WaitAsync(cancellationToken);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            // A failed start is not cached: the next session of the job tries again.
-            _feeds.TryRemove(new KeyValuePair<string, Lazy<Task<JobFeed>>>(job, lazy));
-            throw;
+            var lazy = _feeds.GetOrAdd(job, j => new Lazy<Task<JobFeed>>(() => StartAsync(j)));
+            JobFeed feed;
+            try
+            {
+                feed = await lazy.Value.WaitAsync(cancellationToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // A failed start is not cached: the next session of the job tries again.
+                _feeds.TryRemove(new KeyValuePair<string, Lazy<Task<JobFeed>>>(job, lazy));
+                throw;
+            }
+            if (!feed.IsLost)
+            {
+                return feed;
+            }
+            // Its sessions may still record batches from what it held: the job is taken again only
+            // once they all left, so nothing it held can be curated twice by this replica.
+            if (feed.Sessions > 0)
+            {
+                throw SelectionException.Unavailable($"this replica lost job {ClientText.Quote(job)}'s feed and its last sessions are ending; retry.");
+            }
+            if (_feeds.TryRemove(new KeyValuePair<string, Lazy<Task<JobFeed>>>(job, lazy)))
+            {
+                await feed.DisposeAsync();
+            }
         }
     }
 
@@ -146,13 +170,31 @@ public sealed class JobFeeds : IAsyncDisposable
             try
             {
                 await feed.StartAsync(_options.JobPrefetch, CancellationToken.None);
-                return feed;
+            }
+            catch (RabbitMQ.Client.Exceptions.OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == ResourceLocked)
+            {
+                await feed.DisposeAsync();
+                throw SelectionException.HeldElsewhere(
+                    $"job {ClientText.Quote(job)} is served by another Selection replica now; retry: this replica takes the job over once that one is gone.", ex);
             }
             catch (Exception ex) when (attempt < 30 && ex is RabbitMQ.Client.Exceptions.OperationInterruptedException or RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException)
             {
                 await feed.DisposeAsync();
                 await Task.Delay(_connections.Options.RecoveryInterval);
+                continue;
             }
+            try
+            {
+                // The job is this replica's now, and the replica that served it before is gone (its
+                // consumer with it): read what it recorded, so its sessions resume here where they were.
+                await _store.CatchUpAsync(CancellationToken.None);
+            }
+            catch
+            {
+                await feed.DisposeAsync();
+                throw;
+            }
+            return feed;
         }
     }
 

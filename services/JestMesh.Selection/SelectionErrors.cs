@@ -15,6 +15,9 @@ public sealed class SelectionException : Exception
 
     public StatusCode Code { get; }
 
+    /// <summary>The client should resume over a new connection: another replica may serve what this one refused.</summary>
+    public bool TryAnotherReplica { get; private init; }
+
     /// <summary>The job has no queue (no scored super-batch of it ever arrived) or the session id is unknown.</summary>
     public static SelectionException NotFound(string message) => new(StatusCode.NotFound, message);
 
@@ -23,6 +26,9 @@ public sealed class SelectionException : Exception
 
     /// <summary>The batch log refused a record: nothing was recorded, the client may retry.</summary>
     public static SelectionException Unavailable(string message, Exception? inner = null) => new(StatusCode.Unavailable, message, inner);
+
+    /// <summary>Another replica holds the job: UNAVAILABLE, and the connection is closed gracefully (GOAWAY) so the client's retry may reach another replica.</summary>
+    public static SelectionException HeldElsewhere(string message, Exception? inner = null) => new(StatusCode.Unavailable, message, inner) { TryAnotherReplica = true };
 
     public static SelectionException Unauthenticated(string message) => new(StatusCode.Unauthenticated, message);
 }
@@ -148,6 +154,12 @@ public sealed partial class ErrorMappingInterceptor(ILogger<ErrorMappingIntercep
         }
         LogRefused(logger, context.Method, status.StatusCode, status.Detail);
         context.Status = status;
+        if (exception is SelectionException { TryAnotherReplica: true })
+        {
+            // A client pinned to this replica by its HTTP/2 connection would retry here for ever: ask it
+            // to open a new one (GOAWAY once its calls end), which a load balancer may send elsewhere.
+            context.GetHttpContext().Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionLifetimeNotificationFeature>()?.RequestClose();
+        }
         return true;
     }
 

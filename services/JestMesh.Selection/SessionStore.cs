@@ -14,6 +14,7 @@ public sealed class SessionState
     /// <summary>Record times kept per session; older cursors replay from the session's start.</summary>
     internal const int RecentRecordTimes = 256;
 
+    private readonly Lock _recording = new();
     private long[]? _recent;
     private CancellationTokenSource? _attached;
 
@@ -37,7 +38,9 @@ public sealed class SessionState
     public long CreatedUnixSeconds { get; }
 
     /// <summary>Sequence of the last recorded batch (0 = none).</summary>
-    public long LastSequence { get; private set; }
+    public long LastSequence { get => Volatile.Read(ref _lastSequence); private set => Volatile.Write(ref _lastSequence, value); }
+
+    private long _lastSequence;
 
     /// <summary>Held by the one stream attached to the session (only <see cref="SessionStore.AttachAsync"/> takes it).</summary>
     internal SemaphoreSlim Gate { get; } = new(1, 1);
@@ -51,16 +54,42 @@ public sealed class SessionState
             ? _recent![(int)((sequence - 1) % RecentRecordTimes)]
             : CreatedUnixSeconds;
 
+    /// <summary>Advances the session by the batch this replica just recorded (a log reader may have applied it first).</summary>
     internal void Recorded(long sequence, long unixSeconds)
+    {
+        lock (_recording)
+        {
+            if (sequence == LastSequence)
+            {
+                return;
+            }
+            if (!Advance(sequence, unixSeconds))
+            {
+                throw new InvalidOperationException($"session {Id}: batch {sequence} recorded after {LastSequence}.");
+            }
+        }
+    }
+
+    /// <summary>Advances the session by a batch read from the log when it is the next one; false for any other (a repeat, an old one).</summary>
+    internal bool TryRecord(long sequence, long unixSeconds)
+    {
+        lock (_recording)
+        {
+            return Advance(sequence, unixSeconds);
+        }
+    }
+
+    private bool Advance(long sequence, long unixSeconds)
     {
         if (sequence != LastSequence + 1)
         {
-            throw new InvalidOperationException($"session {Id}: batch {sequence} recorded after {LastSequence}.");
+            return false;
         }
         // Allocated with the first batch: the many sessions that never record one keep nothing.
         _recent ??= new long[RecentRecordTimes];
         _recent[(int)((sequence - 1) % RecentRecordTimes)] = unixSeconds;
         LastSequence = sequence;
+        return true;
     }
 
     /// <summary>Makes <paramref name="attached"/> the session's stream and returns the one it replaces.</summary>
@@ -118,9 +147,10 @@ public sealed class SessionLease : IAsyncDisposable
 
 /// <summary>
 /// Sessions and the record of every curated batch, kept in the <see cref="BatchLog"/> and indexed in
-/// memory. At start the whole log is read back, so sessions survive a restart of the service.
+/// memory. At start the whole log is read back, so sessions survive a restart of the service; a
+/// replica that takes a job over from another reads on from where it stopped (<see cref="CatchUpAsync"/>).
 /// </summary>
-public sealed partial class SessionStore
+public sealed partial class SessionStore : IDisposable
 {
     // Stream timestamp offsets resolve to chunks, written at second granularity: start replays
     // this much earlier than the record and skip what does not belong.
@@ -131,6 +161,8 @@ public sealed partial class SessionStore
     private readonly ConcurrentDictionary<string, SessionState> _sessions = new(StringComparer.Ordinal);
     private readonly RecordedSuperBatches _recordedSuperBatches;
     private readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SemaphoreSlim _catchingUp = new(1, 1);
+    private long? _nextOffset;
 
     public SessionStore(BatchLog log, ILogger<SessionStore> logger)
     {
@@ -150,11 +182,38 @@ public sealed partial class SessionStore
         try
         {
             await _log.DeclareAsync(cancellationToken);
+            var (sessions, batches) = await CatchUpAsync(cancellationToken);
+            LogLoaded(_logger, _log.Name, sessions, batches);
+            _loaded.TrySetResult();
+        }
+        catch (Exception ex)
+        {
+            _loaded.TrySetException(ex);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Reads what the log gained since this replica last read it, up to a marker appended now, so
+    /// every record confirmed before this call is applied when it returns: the records of another
+    /// replica that served a job until it died, before this one serves the job's sessions.
+    /// Returns the sessions and batches it added.
+    /// </summary>
+    public async Task<(int Sessions, long Batches)> CatchUpAsync(CancellationToken cancellationToken)
+    {
+        await _catchingUp.WaitAsync(cancellationToken);
+        try
+        {
             var marker = Guid.NewGuid().ToString("N");
             await _log.AppendAsync(new SelectionLogRecord { Marker = marker }, $"marker/{marker}", cancellationToken);
+            var sessions = 0;
             long batches = 0;
-            await foreach (var record in _log.ReadAsync("first", cancellationToken))
+            await foreach (var (offset, record) in _log.ReadAsync(_nextOffset is { } next ? next : "first", cancellationToken))
             {
+                if (offset >= 0)
+                {
+                    _nextOffset = offset + 1;
+                }
                 if (record.KindCase == SelectionLogRecord.KindOneofCase.Marker && record.Marker == marker)
                 {
                     break;
@@ -163,13 +222,16 @@ public sealed partial class SessionStore
                 {
                     case SelectionLogRecord.KindOneofCase.Session:
                         var s = record.Session;
-                        _sessions.TryAdd(s.SessionId, new SessionState(s.SessionId, s.Settings, s.LearnerFree, s.CreatedUnixMs / 1000));
+                        if (_sessions.TryAdd(s.SessionId, new SessionState(s.SessionId, s.Settings, s.LearnerFree, s.CreatedUnixMs / 1000)))
+                        {
+                            sessions++;
+                        }
                         break;
                     case SelectionLogRecord.KindOneofCase.Batch:
-                        // A batch appended twice (a retried publish whose first confirm was lost) counts once.
-                        if (_sessions.TryGetValue(record.Batch.SessionId, out var session) && record.Batch.Sequence == session.LastSequence + 1)
+                        // A batch appended twice (a retried publish whose first confirm was lost), or one
+                        // this replica recorded itself, counts once.
+                        if (_sessions.TryGetValue(record.Batch.SessionId, out var session) && session.TryRecord(record.Batch.Sequence, record.Batch.RecordedUnixMs / 1000))
                         {
-                            session.Recorded(record.Batch.Sequence, record.Batch.RecordedUnixMs / 1000);
                             _recordedSuperBatches.Add(record.Job, record.Batch.SuperBatchId, record.Batch.RecordedUnixMs / 1000, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
                             batches++;
                         }
@@ -178,13 +240,11 @@ public sealed partial class SessionStore
                         break;
                 }
             }
-            LogLoaded(_logger, _log.Name, _sessions.Count, batches);
-            _loaded.TrySetResult();
+            return (sessions, batches);
         }
-        catch (Exception ex)
+        finally
         {
-            _loaded.TrySetException(ex);
-            throw;
+            _catchingUp.Release();
         }
     }
 
@@ -271,7 +331,7 @@ public sealed partial class SessionStore
         }
         var from = new AmqpTimestamp(Math.Max(0, session.RecordedAt(cursor + 1) - ReplayMarginSeconds));
         var expected = cursor + 1;
-        await foreach (var record in _log.ReadAsync(from, cancellationToken))
+        await foreach (var (_, record) in _log.ReadAsync(from, cancellationToken))
         {
             if (record.KindCase != SelectionLogRecord.KindOneofCase.Batch || record.Batch.SessionId != session.Id || record.Batch.Sequence != expected)
             {
@@ -287,6 +347,8 @@ public sealed partial class SessionStore
             }
         }
     }
+
+    public void Dispose() => _catchingUp.Dispose();
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch log {Stream} read back: {Sessions} sessions, {Batches} batches")]
     private static partial void LogLoaded(ILogger logger, string stream, int sessions, long batches);

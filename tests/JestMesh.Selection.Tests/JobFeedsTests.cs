@@ -1,3 +1,4 @@
+using JestMesh.Protos.V1;
 using JestMesh.TestKit;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -86,5 +87,40 @@ public sealed class JobFeedsTests(SelectionFixture fixture)
         Assert.Equal(1, second.Feed.Sessions);
         using var third = await feeds.JoinAsync("job", "open", deadline, CancellationToken.None);
         Assert.Equal(2, third.Feed.Sessions);
+    }
+    [Fact]
+    public async Task A_super_batch_routed_twice_is_taken_once_and_both_copies_are_acked()
+    {
+        // Two replicas' routers can each move a copy of one scored super-batch (Scoring published it
+        // twice, same id) into the job's queue: the feed holding the first copy acks the second.
+        var options = fixture.Broker.Options(TestNames.Unique("feeds-twice"));
+        await using var broker = new BrokerClient(options);
+        var x = fixture.Feeder.Make("job", 0, N);
+        var y = fixture.Feeder.Make("job", 1, N);
+        string queue;
+        await using (var host = await SelectionHost.StartAsync(options))
+        {
+            var feeds = host.Services.GetRequiredService<JobFeeds>();
+            queue = feeds.QueueOf("job");
+            await feeds.DeclareAsync("job", CancellationToken.None);
+            Task RouteAsync(ScoredSuperBatch scored) =>
+                broker.Publisher.PublishAsync(Messaging.OutgoingMessage.ToQueue(queue, scored.Id, Google.Protobuf.MessageExtensions.ToByteArray(scored)), CancellationToken.None);
+            await RouteAsync(x);
+            await RouteAsync(y);
+            using var member = await feeds.JoinAsync("job", "test", DateTime.UtcNow.AddSeconds(30), CancellationToken.None);
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            var first = await member.Feed.TakeAsync(deadline.Token);
+            var firstTag = first.Tag;
+            var second = await member.Feed.TakeAsync(deadline.Token);
+            Assert.Equal([x.Id, y.Id], new[] { first.Batch.Id, second.Batch.Id });
+            await RouteAsync(x);
+            // The second copy's arrival makes the held delivery ack the newer tag, and the older is acked.
+            await Eventually.WaitUntilAsync(() => first.Tag != firstTag, TimeSpan.FromSeconds(60), "the second copy of the first super-batch to arrive");
+            Assert.Equal(0, member.Feed.ReadyCount);
+            await member.Feed.AckAsync(first);
+            await member.Feed.AckAsync(second);
+        }
+        // The host is gone, its channel with it: an unacked copy would be back in the queue.
+        Assert.Equal(0u, (await ProtoClient.QueueAsync(broker, queue)).Ready);
     }
 }

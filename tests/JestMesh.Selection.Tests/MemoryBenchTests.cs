@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using Grpc.Health.V1;
 using Grpc.Net.Client;
 using JestMesh.Protos.V1;
 using JestMesh.TestKit;
@@ -36,13 +35,19 @@ public sealed class MemoryBenchTests(SelectionFixture fixture)
     public async Task Rounds_of_dropped_sessions_do_not_grow_the_service(string scenario)
     {
         var options = fixture.Broker.Options(TestNames.Unique("memory"));
-        var port = SelectionHost.FreePort();
-        using var service = StartService(options.Uri, options.QueuePrefix, port);
+        var settings = new Dictionary<string, string?> { ["Selection:ApiKey"] = SelectionHost.ApiKey };
+        // JESTMESH_BENCH_BASELINE=1 runs a service build from before Selection:UnknownJobWait existed
+        // (an unknown key stops the service at start), to compare with it.
+        if (Environment.GetEnvironmentVariable("JESTMESH_BENCH_BASELINE") != "1")
+        {
+            settings["Selection:UnknownJobWait"] = "00:00:00.1";
+        }
+        using var service = ServiceProcess.Start("JestMesh.Selection", options, settings);
         try
         {
-            var address = $"http://127.0.0.1:{port}";
+            var address = service.Address;
             // Ready once it declared the topology and read its batch log back.
-            await WaitReadyAsync(address, service);
+            await service.WaitReadyAsync(TimeSpan.FromSeconds(90));
             await using var broker = new BrokerClient(options);
             await TestData.PublishAsync(fixture.Feeder, broker, "job", 4, 640);
             var rounds = new List<Dictionary<string, double>>();
@@ -73,8 +78,7 @@ public sealed class MemoryBenchTests(SelectionFixture fixture)
         }
         finally
         {
-            service.Kill(entireProcessTree: true);
-            await service.WaitForExitAsync();
+            await service.KillAsync();
         }
     }
 
@@ -100,59 +104,6 @@ public sealed class MemoryBenchTests(SelectionFixture fixture)
         {
             // Refused: the job does not exist.
         }
-    }
-
-    private static Process StartService(string amqp, string prefix, int port)
-    {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "JestMesh.sln")))
-        {
-            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("no JestMesh.sln above the test directory.");
-        }
-        var bin = Path.Combine(root, "services", "JestMesh.Selection", "bin", "Release", "net10.0");
-        var start = new ProcessStartInfo("dotnet", [Path.Combine(bin, "JestMesh.Selection.dll")])
-        {
-            WorkingDirectory = bin,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        start.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
-        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        start.Environment["Messaging__Uri"] = amqp;
-        start.Environment["Messaging__QueuePrefix"] = prefix;
-        start.Environment["Messaging__ClientName"] = prefix;
-        start.Environment["Selection__ApiKey"] = SelectionHost.ApiKey;
-        start.Environment["Logging__LogLevel__Default"] = "Warning";
-        // JESTMESH_BENCH_BASELINE=1 runs a service build from before Selection:UnknownJobWait existed
-        // (an unknown key stops the service at start), to compare with it.
-        if (Environment.GetEnvironmentVariable("JESTMESH_BENCH_BASELINE") != "1")
-        {
-            start.Environment["Selection__UnknownJobWait"] = "00:00:00.1";
-        }
-        var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static async Task WaitReadyAsync(string address, Process service)
-    {
-        using var channel = GrpcChannel.ForAddress(address);
-        var health = new Health.HealthClient(channel);
-        await Eventually.WaitUntilAsync(async () =>
-        {
-            Assert.False(service.HasExited, $"the Selection service exited with {(service.HasExited ? service.ExitCode : 0)}");
-            try
-            {
-                return (await health.CheckAsync(new HealthCheckRequest { Service = "readiness" })).Status == HealthCheckResponse.Types.ServingStatus.Serving;
-            }
-            catch (Grpc.Core.RpcException)
-            {
-                return false;
-            }
-        }, TimeSpan.FromSeconds(90), "the Selection service to be ready");
     }
 
     private static double RssMegabytes(int pid)

@@ -20,7 +20,8 @@ internal static class UpCommand
         };
         var command = new Command("up", "Start a private broker, Scoring, Selection and one Ingest per job on loopback, in the foreground, for your own trainer; Ctrl-C stops it.");
         var cluster = new Option<int>("--cluster") { Description = "RabbitMQ nodes: 1, or 3 for a cluster on loopback whose quorum queues and batch log are replicated on every node (the services fail over between nodes).", DefaultValueFactory = _ => 1 };
-        foreach (var o in new Option[] { jobs, state, reference, port, apiKey, maxSuperBatches, cluster })
+        var scoringReplicas = new Option<int>("--scoring-replicas") { Description = "Scoring processes, competing consumers of the super-batch queue (1 to 8), each with its own reference-embedding cache.", DefaultValueFactory = _ => 1 };
+        foreach (var o in new Option[] { jobs, state, reference, port, apiKey, maxSuperBatches, cluster, scoringReplicas })
         {
             command.Options.Add(o);
         }
@@ -41,9 +42,15 @@ internal static class UpCommand
                     throw new ArgumentException($"--cluster {nodes}: give 1 (one broker) or 3 (a cluster; up to 7 nodes).");
                 }
 
+                if (parse.GetValue(scoringReplicas) is var scorers and (< 1 or > 8))
+                {
+                    throw new ArgumentException($"--scoring-replicas {scorers}: give 1 to 8.");
+                }
+
                 var options = new UpOptions
                 {
                     Cluster = parse.GetValue(cluster),
+                    ScoringReplicas = parse.GetValue(scoringReplicas),
                     Jobs = [.. names.Distinct(StringComparer.Ordinal)],
                     State = parse.GetValue(state)!,
                     Reference = parse.GetValue(reference),

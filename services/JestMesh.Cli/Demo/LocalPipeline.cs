@@ -91,19 +91,24 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
 
         var cache = Path.Combine(_settings.CacheDirectory ?? Path.Combine(repo.Root, ".jestmesh", "cache"), $"scoring-{ReferenceCheckpoint.Sha256(reference)[..16]}.bin");
         Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
-        Start("JestMesh.Scoring", new()
+        for (var replica = 0; replica < _settings.ScoringReplicas; replica++)
         {
-            ["Scoring__ReferenceDirectory"] = reference,
-            ["Scoring__Device"] = "cpu",
-            ["Scoring__CachePath"] = cache,
-            // One super-batch at a time keeps Ingest's order (two at once may publish them swapped).
-            ["Messaging__ConsumerConcurrency"] = "1",
-        });
+            // The cache is per replica (a file each; the first keeps the single-replica name, so it stays warm).
+            Start("JestMesh.Scoring", new()
+            {
+                ["Scoring__ReferenceDirectory"] = reference,
+                ["Scoring__Device"] = "cpu",
+                ["Scoring__CachePath"] = replica == 0 ? cache : Path.ChangeExtension(cache, $"{replica}.bin"),
+                // One super-batch at a time keeps Ingest's order (two at once may publish them swapped;
+                // with several replicas the order is the broker's anyway).
+                ["Messaging__ConsumerConcurrency"] = "1",
+            }, logName: replica == 0 ? null : $"JestMesh.Scoring-{replica}");
+        }
         SelectionPort = _settings.SelectionPort ?? Repo.FreePort();
         // One router delivery at a time keeps each job's super-batches in Ingest's order, so a run with
         // a fixed seed is reproducible (the service's default of 4 may reorder them for throughput).
         Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = ApiKey, ["Selection__LogStream"] = LogStream, ["Messaging__ConsumerConcurrency"] = "1" }, SelectionPort);
-        await WaitUntilAsync("Scoring consumes super-batches", async ct => await _probe.DepthAsync(SuperBatchQueue, ct) is { Consumers: > 0 }, cancellationToken);
+        await WaitUntilAsync("Scoring consumes super-batches", async ct => await _probe.DepthAsync(SuperBatchQueue, ct) is { } q && q.Consumers >= _settings.ScoringReplicas, cancellationToken);
         await WaitUntilAsync("Selection serves gRPC and has its batch log", async ct =>
             await Repo.PortOpenAsync(SelectionPort, ct) && await _probe.DepthAsync(LogStream, ct) is not null, cancellationToken);
         say($"pipeline: Scoring and Selection ready (Selection on 127.0.0.1:{SelectionPort})");
@@ -275,4 +280,7 @@ internal sealed record PipelineSettings
 
     /// <summary>Directory of Scoring's reference-embedding cache file (null: the repository's <c>.jestmesh/cache</c>).</summary>
     public string? CacheDirectory { get; init; }
+
+    /// <summary>Scoring processes, competing consumers of the super-batch queue; each keeps its own cache file.</summary>
+    public int ScoringReplicas { get; init; } = 1;
 }

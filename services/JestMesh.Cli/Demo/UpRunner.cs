@@ -24,6 +24,9 @@ internal sealed record UpOptions
     /// <summary>RabbitMQ nodes (1, or a cluster of 3 for replication).</summary>
     public int Cluster { get; init; } = 1;
 
+    /// <summary>Scoring processes (competing consumers, a cache each).</summary>
+    public int ScoringReplicas { get; init; } = 1;
+
     /// <summary>
     /// Super-batches Ingest publishes per job (0: until stopped). A job's backlog of scored super-batches
     /// is bounded by Ingest:MaxAhead either way; this caps the run itself.
@@ -77,6 +80,7 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
         {
             KeepBrokerData = true,
             BrokerNodes = options.Cluster,
+            ScoringReplicas = options.ScoringReplicas,
             SelectionPort = options.Port,
             ApiKey = options.ApiKey,
             CacheDirectory = state,
