@@ -123,10 +123,13 @@ public sealed class ReferenceBundle : IDisposable
         }
     }
 
-    /// <summary>Decodes, resizes and normalises one image as reference.json declares.</summary>
+    /// <summary>
+    /// Decodes, resizes and normalises one image as reference.json declares: the one image preprocessing
+    /// `score`, Scoring and `train --inproc` give a bundle (grey pixels become C equal channels).
+    /// </summary>
     /// <exception cref="SampleRejectedException">The image does not decode.</exception>
-    public void DecodeImage(byte[] encoded, Span<float> destination) =>
-        ImageCodec.DecodeNormalised(encoded, Spec.Channels, Spec.Height, Spec.Width, Spec.Mean, Spec.Std, destination);
+    public void DecodeImage(SourceImage image, Span<float> destination) =>
+        ImageCodec.DecodeNormalised(image, Spec.Channels, Spec.Height, Spec.Width, Spec.Mean, Spec.Std, destination);
 
     /// <summary>L2-normalised image and text embeddings of <paramref name="count"/> inputs (no grad).</summary>
     public (float[] Image, float[] Text) Embed(float[] images, long[] tokens, int count)

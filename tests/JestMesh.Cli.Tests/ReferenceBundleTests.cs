@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Text.Json;
 using JestMesh.Cli.Commands;
 using JestMesh.Data;
@@ -16,8 +14,6 @@ namespace JestMesh.Cli.Tests;
 [Trait("Tier", "Unit")]
 public sealed class ReferenceBundleTests : IDisposable
 {
-    private const string Python = "/usr/bin/python3";
-    private static readonly TimeSpan PythonDeadline = TimeSpan.FromMinutes(5);
     private readonly string _dir = Directory.CreateTempSubdirectory("jestmesh-bundle-").FullName;
 
     public ReferenceBundleTests()
@@ -145,6 +141,15 @@ public sealed class ReferenceBundleTests : IDisposable
         Assert.Equal(first.Image, again.Image);
         Assert.Equal(70 * d, first.Image.Length);
 
+        // The same examples with only grey pixels and caption ids (as the built-in pool's): the same inputs, so the same rows.
+        using var greyOnly = await ReferenceScorer.LoadAsync(bundle, "cpu", batchSize: 32, cacheCapacity: 100);
+        var grey = await greyOnly.ScoreAsync(batch.Ids, misses => new Learning.ExampleBatch(batch.Ids, batch.Pixels, batch.Tokens).Rows(misses));
+        for (var k = 0; k < grey.Image.Length; k++)
+        {
+            Assert.Equal(image[k], grey.Image[k], 1e-6f);
+            Assert.Equal(text[k], grey.Text[k], 1e-6f);
+        }
+
         // score's output as Scoring:PrecomputedDirectory: every row is a cache hit, keyed by source key, with score's values.
         var precomputed = new EmbeddingCache(2000, d);
         Assert.StartsWith($"loaded {summary.N} precomputed", PrecomputedEmbeddings.LoadInto(precomputed, output, summary.ReferenceSha256), StringComparison.Ordinal);
@@ -158,6 +163,34 @@ public sealed class ReferenceBundleTests : IDisposable
         var missing = MakeBundle("core-missing", "--steps", "0", "--defect", "missing-method");
         var e = await Assert.ThrowsAsync<BundleException>(() => ReferenceEmbedder.LoadAsync(missing, "cpu", 32));
         Assert.Contains("encode_text", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Examples_with_only_grey_pixels_reach_a_colour_bundle_of_another_size_as_their_png_reaches_score()
+    {
+        // Grey pixels become three equal channels, resized bilinearly to 36 x 36: what score gives the bundle for the grey PNG.
+        var bundle = MakeBundle("colour", "--steps", "0", "--channels", "3", "--height", "36", "--width", "36",
+            "--mean", "0.5", "0.4", "0.3", "--std", "0.3", "0.3", "0.3");
+        var output = Path.Combine(_dir, "colour-out");
+        var summary = ScoreCommand.Run(Pool, bundle, output, batchSize: 128, saveInputs: true);
+        var pairs = new WdsSource(Pool).InFileOrder(BuiltInPairs.Decode).Take(40).ToList();
+        var fromPairs = Learning.ExampleBatch.FromPairs(pairs);
+        var greyOnly = new Learning.ExampleBatch(fromPairs.Ids, fromPairs.Pixels, fromPairs.Tokens);
+        using var scorer = await ReferenceScorer.LoadAsync(bundle, "cpu", batchSize: 16, cacheCapacity: 0);
+
+        var scores = await scorer.ScoreAsync(greyOnly.Ids, misses => greyOnly.Rows(misses));
+
+        var image = NpyFile.ReadFloat32(Path.Combine(output, "image.npy")).Data;
+        var text = NpyFile.ReadFloat32(Path.Combine(output, "text.npy")).Data;
+        Assert.Equal(40 * summary.D, scores.Image.Length);
+        for (var k = 0; k < scores.Image.Length; k++)
+        {
+            Assert.Equal(image[k], scores.Image[k], 1e-6f);
+            Assert.Equal(text[k], scores.Text[k], 1e-6f);
+        }
+        // The three channels score gave the model differ (their means differ), so the test would see a channel mix-up.
+        var inputs = NpyFile.ReadFloat32(Path.Combine(output, "inputs.npy")).Data;
+        Assert.NotEqual(inputs[0], inputs[36 * 36]);
     }
 
     [Fact]
@@ -188,46 +221,10 @@ public sealed class ReferenceBundleTests : IDisposable
         Assert.InRange(summary.N, 600, 1000 - 1);
     }
 
-    private string MakeBundle(string name, params string[] args)
-    {
-        var output = Path.Combine(_dir, name);
-        RunProcess(Python, [ScriptPath(), "--data", Path.Combine(_dir, "wds", "curated"), "--out", output, .. args]);
-        return output;
-    }
+    private string MakeBundle(string name, params string[] args) =>
+        BundleScript.Make(Path.Combine(_dir, "wds", "curated"), Path.Combine(_dir, name), args);
 
-    private string RunPython(string code, params string[] args)
-    {
-        var file = Path.Combine(_dir, "check.py");
-        File.WriteAllText(file, code);
-        return RunProcess(Python, [file, .. args]);
-    }
+    private string RunPython(string code, params string[] args) => BundleScript.RunPython(_dir, code, args);
 
-    private static string RunProcess(string exe, string[] args)
-    {
-        var info = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(PythonDeadline))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"{exe} {string.Join(' ', args)} did not finish within {PythonDeadline}");
-        }
-        Assert.True(process.ExitCode == 0, string.Create(CultureInfo.InvariantCulture, $"{exe} {string.Join(' ', args)} exited {process.ExitCode}: {stderr.Result}"));
-        return stdout.Result;
-    }
-
-    private static string ScriptPath()
-    {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "JestMesh.sln")))
-        {
-            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("no JestMesh.sln above the test directory.");
-        }
-        return Path.Combine(root, "scripts", "make-reference-bundle.py");
-    }
+    private static string ScriptPath() => BundleScript.Path;
 }
