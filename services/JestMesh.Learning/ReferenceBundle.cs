@@ -102,7 +102,7 @@ public sealed class ReferenceBundle : IDisposable
         {
             module.eval();
             var (dim, alpha, beta) = Probe(module, modelPath, spec);
-            return new ReferenceBundle(Path.GetFullPath(directory), spec, module, tokenizer, dim, alpha, beta, HashDirectory(directory));
+            return new ReferenceBundle(Path.GetFullPath(directory), spec, module, tokenizer, dim, alpha, beta, DirectorySha256(directory));
         }
         catch
         {
@@ -237,8 +237,10 @@ public sealed class ReferenceBundle : IDisposable
             ? value
             : throw new BundleException($"{path}: \"{name}\" is missing (see README, reference bundles).");
 
-    private static string HashDirectory(string directory)
+    /// <summary>A bundle's SHA-256 without loading it: SHA-256 of the lines "RELATIVE_PATH SHA256_OF_FILE\n" of every file in ordinal path order.</summary>
+    public static string DirectorySha256(string directory)
     {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
         var lines = new StringBuilder();
         foreach (var file in System.IO.Directory.GetFiles(directory, "*", SearchOption.AllDirectories)
                      .Select(f => Path.GetRelativePath(directory, f).Replace('\\', '/')).Order(StringComparer.Ordinal))
