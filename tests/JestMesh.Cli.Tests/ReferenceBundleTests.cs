@@ -111,6 +111,11 @@ public sealed class ReferenceBundleTests : IDisposable
         var code = ScoreCommand.Create().Parse(["--data", Pool, "--reference", missing, "--out", Path.Combine(_dir, "x")]).Invoke();
         Assert.Equal(2, code);
         Assert.False(Directory.Exists(Path.Combine(_dir, "x")));
+        // `up` checks the bundle before it installs, builds or starts anything: exit 2, its --state never made.
+        var state = Path.Combine(_dir, "up-state");
+        code = UpCommand.Create().Parse(["--reference", missing, "--data", Pool, "--state", state, "--port", $"{JestMesh.Cli.Demo.Repo.FreePort()}"]).Invoke();
+        Assert.Equal(2, code);
+        Assert.False(Directory.Exists(state));
     }
 
     [Fact]

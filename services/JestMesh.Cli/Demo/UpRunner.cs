@@ -74,15 +74,15 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
             throw new InvalidOperationException($"--port {options.Port}: 127.0.0.1:{options.Port} is taken; pass a free port with --port.");
         }
 
+        // The user's shards and bundle are checked before anything is installed, built or started.
+        var data = options.Data is null ? null : CheckData(options.Data);
+        var bundle = options.Reference is { } given && ReferenceBundle.IsBundle(given) ? CheckBundle(given) : null;
         var state = Path.GetFullPath(options.State);
         Directory.CreateDirectory(state);
         await DemoRunner.SetupAsync(repo, cancellationToken);
         await repo.EnsureBuiltAsync(Hosts, Say, cancellationToken);
         var plan = DemoPlan.Create(quick: false, withF05: false);
-        var data = options.Data is null ? null : CheckData(options.Data);
-        var reference = options.Reference is { } given && ReferenceBundle.IsBundle(given)
-            ? CheckBundle(given)
-            : await DemoRunner.EnsureReferenceAsync(repo, options.Reference, plan, Say, cancellationToken);
+        var reference = bundle ?? await DemoRunner.EnsureReferenceAsync(repo, options.Reference, plan, Say, cancellationToken);
         var settings = new PipelineSettings
         {
             KeepBrokerData = true,
