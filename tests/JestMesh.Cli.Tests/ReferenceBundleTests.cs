@@ -28,11 +28,13 @@ public sealed class ReferenceBundleTests : IDisposable
 
     private string Pool => Path.Combine(_dir, "wds", "pool");
 
-    [Fact]
-    public void Score_embeddings_equal_pytorchs_own_encoders_on_the_same_inputs()
+    [Theory]
+    [InlineData("wordpiece")]
+    [InlineData("bpe")]
+    public void Score_embeddings_equal_pytorchs_own_encoders_on_the_same_inputs(string tokenizer)
     {
-        var bundle = MakeBundle("bundle", "--steps", "30");
-        var output = Path.Combine(_dir, "scored");
+        var bundle = MakeBundle("bundle-" + tokenizer, "--steps", "30", "--tokenizer", tokenizer);
+        var output = Path.Combine(_dir, "scored-" + tokenizer);
 
         var summary = ScoreCommand.Run(Pool, bundle, output, batchSize: 128, saveInputs: true);
 
@@ -53,7 +55,8 @@ public sealed class ReferenceBundleTests : IDisposable
             "import json, sys, importlib.util, numpy as np, torch\n" +
             "d, o, script, pool = sys.argv[1:5]\n" +
             "spec = importlib.util.spec_from_file_location('bundle', script); mb = importlib.util.module_from_spec(spec); spec.loader.exec_module(mb)\n" +
-            "vocab = {w: i for i, w in enumerate(open(d + '/vocab.txt', encoding='utf-8').read().split('\\n')[:-1])}\n" +
+            "encode = mb.load_tokenizer(d)\n" +
+            "unk = 1  # [UNK] in both vocabularies the script writes\n" +
             "captions = {k: c for k, _, c in mb.read_shards(pool)}\n" +
             "keys = open(o + '/keys.txt', encoding='utf-8').read().split()\n" +
             "m = torch.jit.load(d + '/model.pt').eval()\n" +
@@ -64,8 +67,8 @@ public sealed class ReferenceBundleTests : IDisposable
             "ci, ct = np.load(o + '/image.npy'), np.load(o + '/text.npy')\n" +
             "print(json.dumps({'image': float(np.abs(ci - zi).max()), 'text': float(np.abs(ct - zt).max()), 'n': int(ci.shape[0]),\n" +
             "  'alpha': float(m.alpha), 'beta': float(m.beta), 'norm': float(np.abs(np.linalg.norm(ci, axis=1) - 1).max()),\n" +
-            "  'nonpad': int((t != 0).sum()), 'unk': int((t == vocab['[UNK]']).sum()),\n" +
-            "  'tokenizer_mismatches': sum(mb.wordpiece(captions[k], vocab, True, t.shape[1]) != t[i].tolist() for i, k in enumerate(keys))}))\n",
+            "  'nonpad': int((t != 0).sum()), 'unk': int((t == unk).sum()), 'distinct': int(len(np.unique(t.numpy()))),\n" +
+            "  'tokenizer_mismatches': sum(encode(captions[k]) != t[i].tolist() for i, k in enumerate(keys))}))\n",
             bundle, output, ScriptPath(), Pool);
         using var result = JsonDocument.Parse(check);
         var r = result.RootElement;
@@ -77,9 +80,11 @@ public sealed class ReferenceBundleTests : IDisposable
         Assert.Equal(r.GetProperty("beta").GetDouble(), summary.Beta, 1e-6);
         // The tokenizer produced real ids (not all padding or unknown): the captions' words are in the vocabulary.
         Assert.True(r.GetProperty("nonpad").GetInt32() > 3 * summary.N, "captions tokenized to several ids each");
-        // Microsoft.ML.Tokenizers' WordPiece in C# gives the ids the script's own tokenizer (which trained the bundle) gives,
-        // words outside the vocabulary (built from the curated shards only) included, as [UNK].
+        // Microsoft.ML.Tokenizers' WordPiece or BPE in C# gives the ids the script's own tokenizer (which trained the bundle)
+        // gives for every caption, words (WordPiece) or characters (BPE) outside the vocabulary (built from the curated shards only)
+        // included, as [UNK]. No BPE package is in Debian (python3-tokenizers, python3-transformers): the script's encoder is its own.
         Assert.Equal(0, r.GetProperty("tokenizer_mismatches").GetInt32());
+        Assert.True(r.GetProperty("distinct").GetInt32() > 20, "captions use many different token ids");
         Assert.True(r.GetProperty("unk").GetInt32() < summary.N, "most captions' words are in the vocabulary");
     }
 
@@ -103,6 +108,9 @@ public sealed class ReferenceBundleTests : IDisposable
         File.WriteAllText(json, text.Replace("\"channels\": 1", "\"channels\": 2", StringComparison.Ordinal));
         e = Assert.Throws<BundleException>(() => ReferenceBundle.Load(good));
         Assert.StartsWith(json + ": image channels 2", e.Message, StringComparison.Ordinal);
+        File.WriteAllText(json, text.Replace("\"wordpiece\"", "\"bpe\"", StringComparison.Ordinal));
+        e = Assert.Throws<BundleException>(() => ReferenceBundle.Load(good));
+        Assert.Equal(json + ": text tokenizer \"bpe\" needs text merges naming the merges file.", e.Message);
         File.WriteAllText(json, "{\"image\": {}");
         e = Assert.Throws<BundleException>(() => ReferenceBundle.Load(good));
         Assert.StartsWith(json, e.Message, StringComparison.Ordinal);
