@@ -1,3 +1,5 @@
+using JestMesh.Data.WebDataset;
+
 namespace JestMesh.Protos.V1;
 
 /// <summary>Received examples as the plain arrays the models take: ids, 28×28 grey pixels one image after another, caption token rows.</summary>
@@ -32,5 +34,31 @@ public static class ExampleArrays
             tokens[k] = [.. example.CaptionTokens];
         }
         return (ids, pixels, tokens);
+    }
+
+    /// <summary>
+    /// What the examples at <paramref name="indices"/> (all when null) carried from their source, in that
+    /// order: the stored PNG/JPEG bytes (when image_format says so), the caption text (when set) and
+    /// SHARD/KEY (or the id); null for an example with neither (the built-in pool), whose grey pixels and
+    /// caption ids then stand for it (JestMesh.Learning ExampleBatch.ReferenceInput).
+    /// </summary>
+    public static StoredExample?[] Stored(IReadOnlyList<Example> examples, IReadOnlyList<int>? indices = null)
+    {
+        ArgumentNullException.ThrowIfNull(examples);
+        var count = indices?.Count ?? examples.Count;
+        var stored = new StoredExample?[count];
+        for (var k = 0; k < count; k++)
+        {
+            var example = examples[indices is null ? k : indices[k]];
+            var encoded = example.ImageFormat is ImageFormat.Png or ImageFormat.Jpeg && !example.EncodedImage.IsEmpty ? example.EncodedImage.ToByteArray() : null;
+            var caption = example.Caption.Length > 0 ? example.Caption : null;
+            if (encoded is null && caption is null)
+            {
+                continue;
+            }
+            var name = example.Source is { } source ? SourceKeys.Name(source.Shard, source.Key) : $"id {example.Id}";
+            stored[k] = new StoredExample(encoded, caption, name);
+        }
+        return stored;
     }
 }

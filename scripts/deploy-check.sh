@@ -4,7 +4,7 @@
 # fields refused, checks Pod Security "restricted", makes sure the chart refuses bad values, and boots
 # the rendered configuration: every workload's real host on loopback with exactly the environment its
 # manifest gives it (Secrets filled with test values, Services and mounted paths mapped to loopback
-# ports and temp directories) against a private RabbitMQ on 127.0.0.1:6199. It must report ready
+# ports and temp directories) against a private RabbitMQ on 127.0.0.1:6199 (DEPLOY_CHECK_AMQP_PORT). It must report ready
 # (Deployments) or run without a configuration error (Jobs). Exits non-zero naming what is wrong.
 #   scripts/deploy-check.sh            everything (about 5-8 minutes on a loaded 2-core machine)
 #   DEPLOY_CHECK_BOOT=0 scripts/deploy-check.sh   static checks only (seconds)
@@ -48,7 +48,9 @@ fi
 # ---- lint and render ---------------------------------------------------------------------------------
 rm -rf "$work" && mkdir -p "$work/renders"
 yamllint -s k8s helm/jestmesh/values.yaml helm/jestmesh/Chart.yaml || die "yamllint"
-for dir in base overlays/local overlays/production reference; do
+# overlays/own-data (shards, bundle and precomputed embeddings on the user's PVCs) is rendered and checked
+# statically like the others but not booted: the boot would need a real bundle on the claim.
+for dir in base overlays/local overlays/production overlays/own-data reference; do
   kubectl kustomize "k8s/$dir" > "$work/renders/kustomize-${dir//\//-}.yaml" || die "kubectl kustomize k8s/$dir"
 done
 "$helm" lint helm/jestmesh --strict > "$work/helm-lint.log" 2>&1 || { cat "$work/helm-lint.log" >&2; die "helm lint"; }
@@ -65,6 +67,10 @@ render_helm tls --set tls.enabled=true --set tls.secretName=jm-selection-tls --s
   --set tls.clientAuth.enabled=true --set tls.clientAuth.trainerSecretName=jm-trainer-tls
 render_helm secrets --set apiKeys.create=true --set rabbitmq.uri=amqp://u:p@rabbit:5672/ --set rabbitmq.existingSecret=jm-broker
 render_helm replicas --set selection.replicas=2 --set scoring.replicas=2
+# A platform team's own data: shards on a PVC for ingest, a PyTorch bundle and score's output on another for Scoring
+# (rendered and checked statically; not booted: the boot would need a real bundle on the claim).
+render_helm user-data --set ingest.webDataset.existingClaim=shards --set ingest.webDataset.path=pool \
+  --set scoring.bundle.existingClaim=models --set scoring.bundle.path=bundle-v1 --set scoring.precomputed.path=scored-v1
 render_helm minimal --set ingest.enabled=false --set trainer.enabled=false --set reference.train.enabled=false \
   --set reference.existingClaim=ref --set scoring.cache.enabled=false --set otel.endpoint=
 # Values the chart must refuse (schema or template).
@@ -85,12 +91,16 @@ refuse "Kubernetes older than 1.30" --kube-version 1.27.0
 refuse "unknown sampler" --set otel.sampler=sometimes
 refuse "TLS without a certificate Secret" --set tls.enabled=true
 refuse "client certificates without TLS" --set tls.clientAuth.enabled=true --set tls.caSecretName=ca --set tls.clientAuth.trainerSecretName=t
+refuse "a bundle path without its claim" --set scoring.bundle.path=bundle-v1
+refuse "precomputed embeddings without a claim" --set scoring.precomputed.path=scored
+refuse "a shard path leaving its claim" --set ingest.webDataset.existingClaim=shards --set ingest.webDataset.path=../etc
 refuse "client certificates without the trainer's" --set tls.enabled=true --set tls.secretName=s --set tls.caSecretName=ca --set tls.clientAuth.enabled=true
 
 # ---- hosts and broker ------------------------------------------------------------------------------
 boot=${DEPLOY_CHECK_BOOT:-1}
 broker_dir="$work/broker"
-cleanup() { [ "$boot" = 1 ] && JESTMESH_AMQP_PORT=6199 "$root/scripts/broker.sh" stop "$broker_dir" > /dev/null 2>&1 || true; }
+amqp_port=${DEPLOY_CHECK_AMQP_PORT:-6199}
+cleanup() { [ "$boot" = 1 ] && JESTMESH_AMQP_PORT=$amqp_port "$root/scripts/broker.sh" stop "$broker_dir" > /dev/null 2>&1 || true; }
 trap cleanup EXIT
 broker_uri=""
 if [ "$boot" = 1 ]; then
@@ -107,7 +117,7 @@ if [ "$boot" = 1 ]; then
     done
   fi
   [ -d /usr/share/datasets/fashion-mnist ] || "$root/scripts/setup.sh" > /dev/null
-  export JESTMESH_AMQP_PORT=6199
+  export JESTMESH_AMQP_PORT=$amqp_port
   say "starting the private broker on 127.0.0.1:$JESTMESH_AMQP_PORT"
   broker_uri=$("$root/scripts/broker.sh" start "$broker_dir")
   for vhost in kustomize-local kustomize-production helm-default helm-gpu-keda helm-tls; do

@@ -33,12 +33,16 @@ const HOSTS = {
     paths: [
       { key: 'Scoring__ReferenceDirectory', required: true, why: 'the reference checkpoint' },
       { key: 'Scoring__CachePath', write: true, file: true, why: 'the embedding cache file' },
+      { key: 'Scoring__PrecomputedDirectory', why: "`jestmesh score` output loaded into the cache" },
     ],
   },
   selection: { dll: 'JestMesh.Selection/bin/Release/net10.0/JestMesh.Selection.dll', sections: ['Messaging', 'Selection'], paths: [] },
   ingest: {
     dll: 'JestMesh.Ingest/bin/Release/net10.0/JestMesh.Ingest.dll', sections: ['Messaging', 'Ingest'],
-    paths: [{ key: 'Ingest__DataDirectory', default: DATASET, why: 'Fashion-MNIST' }],
+    paths: [
+      { key: 'Ingest__DataDirectory', default: DATASET, why: 'Fashion-MNIST' },
+      { key: 'Ingest__WebDatasetDirectory', why: 'the WebDataset shards it publishes' },
+    ],
   },
   trainer: {
     dll: 'JestMesh.Trainer/bin/Release/net10.0/JestMesh.Trainer.dll', sections: ['Trainer'],
@@ -52,6 +56,7 @@ const HOSTS = {
     paths: [
       { arg: '--out', write: true, why: 'the reference checkpoint it writes' },
       { arg: '--data-dir', default: DATASET, why: 'Fashion-MNIST' },
+      { arg: '--data', why: 'the WebDataset shards ingest publishes' },
     ],
   },
 };

@@ -96,6 +96,9 @@ public sealed partial class CurateSession
     /// <summary>The session's id (empty until the service opened one).</summary>
     public string SessionId { get; private set; }
 
+    /// <summary>SHA-256 of the reference behind the session's scores, as Selection's last <c>opened</c> said ("" until then).</summary>
+    public string ReferenceSha256 { get; private set; } = "";
+
     /// <summary>Sequence of the last batch the learner consumed: what a checkpoint must store.</summary>
     public long Cursor { get; private set; }
 
@@ -190,6 +193,7 @@ public sealed partial class CurateSession
         {
             throw new InvalidDataException($"Selection resumed session '{opened.SessionId}', the client holds '{SessionId}'.");
         }
+        ReferenceSha256 = opened.ReferenceCheckpointSha256;
         LogOpened(_logger, opened.SessionId, opened.ResumeAfter);
     }
 

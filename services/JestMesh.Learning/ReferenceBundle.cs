@@ -11,8 +11,11 @@ namespace JestMesh.Learning;
 /// <summary>A reference bundle that cannot be used: the message is one line naming the file, or the method and the shape expected.</summary>
 public sealed class BundleException(string message) : Exception(message);
 
-/// <summary>What reference.json declares: image geometry and normalisation, tokenizer and context length.</summary>
-public sealed record BundleSpec(int Height, int Width, int Channels, float[] Mean, float[] Std, string Tokenizer, string Vocab, int ContextLength, bool Lowercase);
+/// <summary>
+/// What reference.json declares: image geometry and normalisation, tokenizer ("wordpiece" or "bpe"), its vocabulary
+/// file, the BPE merges file (null for WordPiece), context length and lower-casing.
+/// </summary>
+public sealed record BundleSpec(int Height, int Width, int Channels, float[] Mean, float[] Std, string Tokenizer, string Vocab, int ContextLength, bool Lowercase, string? Merges = null);
 
 /// <summary>
 /// A reference model exported from PyTorch (scripts/make-reference-bundle.py): model.pt (TorchScript
@@ -68,22 +71,7 @@ public sealed class ReferenceBundle : IDisposable
             throw new BundleException($"{json}: missing (a reference bundle needs model.pt, reference.json and its vocabulary).");
         }
         var spec = ReadSpec(json);
-        var vocab = Path.Combine(directory, spec.Vocab);
-        if (!File.Exists(vocab))
-        {
-            throw new BundleException($"{vocab}: missing (reference.json text.vocab names it).");
-        }
-        Tokenizer tokenizer;
-        try
-        {
-            // Pre-tokenized into words and runs of other non-space characters (\w+|[^\w\s]+, BERT-like: "mid-size" is
-            // "mid", "-", "size"), the rule scripts/make-reference-bundle.py tokenizes with; the library's default splits on spaces only.
-            tokenizer = WordPieceTokenizer.Create(vocab, new WordPieceOptions { UnknownToken = "[UNK]", PreTokenizer = PreTokenizer.CreateWordOrNonWord() });
-        }
-        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or IOException)
-        {
-            throw new BundleException($"{vocab}: not a WordPiece vocabulary ({ex.Message}).");
-        }
+        var tokenizer = LoadTokenizer(directory, spec, json);
         var modelPath = Path.Combine(directory, "model.pt");
         if (!File.Exists(modelPath))
         {
@@ -102,7 +90,7 @@ public sealed class ReferenceBundle : IDisposable
         {
             module.eval();
             var (dim, alpha, beta) = Probe(module, modelPath, spec);
-            return new ReferenceBundle(Path.GetFullPath(directory), spec, module, tokenizer, dim, alpha, beta, HashDirectory(directory));
+            return new ReferenceBundle(Path.GetFullPath(directory), spec, module, tokenizer, dim, alpha, beta, DirectorySha256(directory));
         }
         catch
         {
@@ -111,7 +99,55 @@ public sealed class ReferenceBundle : IDisposable
         }
     }
 
-    /// <summary>Token ids the text encoder gets: (lower-cased when declared) WordPiece ids, truncated or padded with 0 to the context length.</summary>
+    /// <summary>The unknown token both tokenizers map what they cannot encode to (WordPiece: a word; BPE: a character).</summary>
+    public const string UnknownToken = "[UNK]";
+
+    /// <summary>The suffix BPE symbols ending a word carry (CLIP's convention), in the vocabulary and the merges.</summary>
+    public const string EndOfWordSuffix = "</w>";
+
+    /// <summary>
+    /// The tokenizer reference.json declares. Both pre-tokenize into words and runs of other non-space characters
+    /// (\w+|[^\w\s]+, BERT-like: "mid-size" is "mid", "-", "size"), the rule scripts/make-reference-bundle.py
+    /// tokenizes with (the library's default splits on spaces only). WordPiece: a vocab.txt, "##" continuations,
+    /// [UNK] for a word it cannot split. BPE: a vocab.json ({"token": id}) and merges.txt ("left right" per line,
+    /// in priority order), characters as the initial symbols with "&lt;/w&gt;" on a word's last, [UNK] for a character
+    /// outside the vocabulary.
+    /// </summary>
+    private static Tokenizer LoadTokenizer(string directory, BundleSpec spec, string json)
+    {
+        var vocab = Path.Combine(directory, spec.Vocab);
+        if (!File.Exists(vocab))
+        {
+            throw new BundleException($"{vocab}: missing (reference.json text.vocab names it).");
+        }
+        if (spec.Tokenizer == "wordpiece")
+        {
+            try
+            {
+                return WordPieceTokenizer.Create(vocab, new WordPieceOptions { UnknownToken = UnknownToken, PreTokenizer = PreTokenizer.CreateWordOrNonWord() });
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or IOException)
+            {
+                throw new BundleException($"{vocab}: not a WordPiece vocabulary ({FirstLine(ex.Message)}).");
+            }
+        }
+        var merges = Path.Combine(directory, spec.Merges!);
+        if (!File.Exists(merges))
+        {
+            throw new BundleException($"{merges}: missing (reference.json text.merges names it).");
+        }
+        try
+        {
+            return BpeTokenizer.Create(vocab, merges, PreTokenizer.CreateWordOrNonWord(), normalizer: null, specialTokens: null,
+                unknownToken: UnknownToken, continuingSubwordPrefix: null, endOfWordSuffix: EndOfWordSuffix, fuseUnknownTokens: false);
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or IOException or JsonException)
+        {
+            throw new BundleException($"{vocab} with {merges}: not a BPE vocabulary (JSON {{\"token\": id}} with {UnknownToken}) and merges ({FirstLine(ex.Message)}); see {json}.");
+        }
+    }
+
+    /// <summary>Token ids the text encoder gets: (lower-cased when declared) WordPiece or BPE ids, truncated or padded with 0 to the context length.</summary>
     public void Tokenize(string caption, Span<long> destination)
     {
         ArgumentNullException.ThrowIfNull(caption);
@@ -123,10 +159,13 @@ public sealed class ReferenceBundle : IDisposable
         }
     }
 
-    /// <summary>Decodes, resizes and normalises one image as reference.json declares.</summary>
+    /// <summary>
+    /// Decodes, resizes and normalises one image as reference.json declares: the one image preprocessing
+    /// `score`, Scoring and `train --inproc` give a bundle (grey pixels become C equal channels).
+    /// </summary>
     /// <exception cref="SampleRejectedException">The image does not decode.</exception>
-    public void DecodeImage(byte[] encoded, Span<float> destination) =>
-        ImageCodec.DecodeNormalised(encoded, Spec.Channels, Spec.Height, Spec.Width, Spec.Mean, Spec.Std, destination);
+    public void DecodeImage(SourceImage image, Span<float> destination) =>
+        ImageCodec.DecodeNormalised(image, Spec.Channels, Spec.Height, Spec.Width, Spec.Mean, Spec.Std, destination);
 
     /// <summary>L2-normalised image and text embeddings of <paramref name="count"/> inputs (no grad).</summary>
     public (float[] Image, float[] Text) Embed(float[] images, long[] tokens, int count)
@@ -208,16 +247,17 @@ public sealed class ReferenceBundle : IDisposable
                 [.. Member(image, "std", path).EnumerateArray().Select(e => e.GetSingle())],
                 Member(text, "tokenizer", path).GetString() ?? "", Member(text, "vocab", path).GetString() ?? "",
                 Member(text, "context_length", path).GetInt32(),
-                text.TryGetProperty("lowercase", out var lower) && lower.GetBoolean());
+                text.TryGetProperty("lowercase", out var lower) && lower.GetBoolean(),
+                text.TryGetProperty("merges", out var merges) ? merges.GetString() : null);
             var problem = spec switch
             {
                 { Height: < 1 or > 4096 } or { Width: < 1 or > 4096 } => $"image height {spec.Height} and width {spec.Width} must be in 1..4096",
                 { Channels: not (1 or 3) } => $"image channels {spec.Channels} must be 1 or 3",
                 _ when spec.Mean.Length != channels || spec.Std.Length != channels => $"image mean ({spec.Mean.Length}) and std ({spec.Std.Length}) need {channels} values each",
                 _ when spec.Std.Any(s => !(s > 0) || !float.IsFinite(s)) || spec.Mean.Any(m => !float.IsFinite(m)) => "image std must be positive and mean finite",
-                { Tokenizer: "bpe" } => "text tokenizer \"bpe\" is not supported yet by this JestMesh (use \"wordpiece\")",
-                { Tokenizer: not "wordpiece" } => $"text tokenizer \"{spec.Tokenizer}\" must be \"wordpiece\"",
+                { Tokenizer: not ("wordpiece" or "bpe") } => $"text tokenizer \"{spec.Tokenizer}\" must be \"wordpiece\" or \"bpe\"",
                 { Vocab.Length: 0 } => "text vocab must name the vocabulary file",
+                { Tokenizer: "bpe", Merges: null or { Length: 0 } } => "text tokenizer \"bpe\" needs text merges naming the merges file",
                 { ContextLength: < 1 or > 4096 } => $"text context_length {spec.ContextLength} must be in 1..4096",
                 _ => null,
             };
@@ -234,8 +274,10 @@ public sealed class ReferenceBundle : IDisposable
             ? value
             : throw new BundleException($"{path}: \"{name}\" is missing (see README, reference bundles).");
 
-    private static string HashDirectory(string directory)
+    /// <summary>A bundle's SHA-256 without loading it: SHA-256 of the lines "RELATIVE_PATH SHA256_OF_FILE\n" of every file in ordinal path order.</summary>
+    public static string DirectorySha256(string directory)
     {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
         var lines = new StringBuilder();
         foreach (var file in System.IO.Directory.GetFiles(directory, "*", SearchOption.AllDirectories)
                      .Select(f => Path.GetRelativePath(directory, f).Replace('\\', '/')).Order(StringComparer.Ordinal))

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using JestMesh.Data.WebDataset;
 using JestMesh.Models;
 using TorchSharp;
 
@@ -98,32 +99,42 @@ public sealed class ReferenceEmbedder : IDisposable
         return torch.device(device);
     }
 
-    /// <summary>No-grad, batched reference embeddings of <paramref name="count"/> examples.</summary>
-    public Task<EmbeddingBatch> EmbedAsync(byte[] pixels, int count, IReadOnlyList<int[]> tokens) =>
-        InvokeAsync(() => _bundle is null ? _model!.Embed(pixels, count, tokens, _batchSize) : EmbedWithBundle(_bundle, pixels, count, tokens));
-
     /// <summary>
-    /// A bundle's embeddings of built-in examples (28 x 28 grey pixels, built-in caption ids): the grey
-    /// image as its PNG, decoded as the bundle declares, and the caption's text, tokenized by the bundle;
-    /// so a pool written by `data wds` gets the inputs `score` gives the bundle for the same samples.
+    /// No-grad, batched reference embeddings of <paramref name="inputs"/>: the built-in model takes their
+    /// grey 28×28 pixels and caption ids, a bundle their <see cref="ExampleBatch.ReferenceInput"/> (the stored
+    /// image and caption text, preprocessed as reference.json declares).
     /// </summary>
-    private EmbeddingBatch EmbedWithBundle(ReferenceBundle bundle, byte[] pixels, int count, IReadOnlyList<int[]> tokens)
+    /// <exception cref="ReferenceInputException">A bundle could not be given an example (its image does not decode).</exception>
+    public Task<EmbeddingBatch> EmbedAsync(ExampleBatch inputs)
     {
-        var side = JestMesh.Data.ImageSet.Side;
-        var pixelsPerImage = side * side;
+        ArgumentNullException.ThrowIfNull(inputs);
+        return InvokeAsync(() => _bundle is null ? _model!.Embed(inputs.Pixels, inputs.Count, inputs.Tokens, _batchSize) : EmbedWithBundle(_bundle, inputs));
+    }
+
+    private EmbeddingBatch EmbedWithBundle(ReferenceBundle bundle, ExampleBatch inputs)
+    {
+        var count = inputs.Count;
         var d = bundle.Dim;
+        var length = bundle.Spec.ContextLength;
         var image = new float[count * d];
         var text = new float[count * d];
         for (var start = 0; start < count; start += _batchSize)
         {
             var n = Math.Min(_batchSize, count - start);
             var x = new float[n * bundle.ImageSize];
-            var t = new long[n * bundle.Spec.ContextLength];
+            var t = new long[n * length];
             for (var i = 0; i < n; i++)
             {
-                var png = JestMesh.Data.WebDataset.ImageCodec.EncodePngGrey(pixels.AsSpan((start + i) * pixelsPerImage, pixelsPerImage), side, side);
-                bundle.DecodeImage(png, x.AsSpan(i * bundle.ImageSize, bundle.ImageSize));
-                bundle.Tokenize(JestMesh.Data.Captions.Decode(tokens[start + i]), t.AsSpan(i * bundle.Spec.ContextLength, bundle.Spec.ContextLength));
+                var (source, caption, name) = inputs.ReferenceInput(start + i);
+                try
+                {
+                    bundle.DecodeImage(source, x.AsSpan(i * bundle.ImageSize, bundle.ImageSize));
+                }
+                catch (SampleRejectedException ex)
+                {
+                    throw new ReferenceInputException(inputs.Ids[start + i], name, ex.Message);
+                }
+                bundle.Tokenize(caption, t.AsSpan(i * length, length));
             }
             var (zi, zt) = bundle.Embed(x, t, n);
             zi.CopyTo(image, start * d);

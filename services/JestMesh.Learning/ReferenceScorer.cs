@@ -13,6 +13,17 @@ public sealed record ReferenceScores(float[] Image, float[] Text, int Count, int
 public sealed class NonFiniteReferenceException(string message) : Exception(message);
 
 /// <summary>
+/// An example cannot be given to the reference (a bundle cannot decode its stored image): the same input
+/// will fail again. The message names the example's id, its source (SHARD/KEY when it has one) and the reason.
+/// </summary>
+public sealed class ReferenceInputException(long id, string source, string reason) : Exception($"id {id} ({source}): {reason}")
+{
+    public long Id { get; } = id;
+
+    public string Reason { get; } = reason;
+}
+
+/// <summary>
 /// The reference model's embeddings of candidates (JEST §A.5): frozen, so each example's rows are
 /// computed once and cached by example id; the examples missing from the cache are embedded
 /// together, in passes of the embedder's batch size. The Scoring service and the in-process loop
@@ -59,6 +70,7 @@ public sealed class ReferenceScorer : IDisposable
     /// (indices into <paramref name="ids"/>, ascending), so callers convert only what is embedded.
     /// </summary>
     /// <exception cref="NonFiniteReferenceException">The model produced NaN or infinity.</exception>
+    /// <exception cref="ReferenceInputException">A missing example cannot be given to the reference (its image does not decode).</exception>
     public async Task<ReferenceScores> ScoreAsync(IReadOnlyList<long> ids, Func<int[], ExampleBatch> inputsOf)
     {
         ArgumentNullException.ThrowIfNull(ids);
@@ -83,7 +95,7 @@ public sealed class ReferenceScorer : IDisposable
             {
                 throw new InvalidOperationException($"inputsOf returned {inputs.Count} examples for {missed.Length} misses.");
             }
-            var embeddings = await Embedder.EmbedAsync(inputs.Pixels, inputs.Count, inputs.Tokens);
+            var embeddings = await Embedder.EmbedAsync(inputs);
             if (embeddings.Dim != d || embeddings.Count != missed.Length)
             {
                 throw new InvalidOperationException($"reference returned {embeddings.Count}x{embeddings.Dim} embeddings for {missed.Length}x{d}.");

@@ -83,15 +83,23 @@ public sealed partial class SuperBatchScorer
             scores = await _reference.ScoreAsync(ids, misses =>
             {
                 // Only the examples the cache lacks are converted and embedded.
+                // A bundle takes the examples' stored images and caption text; the built-in model their pixels and ids.
                 var (missIds, pixels, tokens) = ExampleArrays.Of(batch.Examples, $"super-batch {batch.Id}", misses);
                 LogEmbedded(_logger, batch.Id, misses.Length, n);
-                return new ExampleBatch(missIds, pixels, tokens);
+                return new ExampleBatch(missIds, pixels, tokens, ExampleArrays.Stored(batch.Examples, misses));
             });
         }
         catch (NonFiniteReferenceException ex)
         {
             // Same input, same frozen model, same NaN: retrying cannot help.
             throw new PoisonMessageException($"super-batch {batch.Id}: {ex.Message}", ex);
+        }
+        catch (ReferenceInputException ex)
+        {
+            // An image the reference cannot decode stays undecodable: the whole super-batch is dead-lettered with the
+            // reason (its examples are counted there), as any super-batch that cannot be scored.
+            var index = ids.AsSpan().IndexOf(ex.Id);
+            throw new PoisonMessageException($"super-batch {batch.Id} examples[{index}] {ex.Message}", ex);
         }
         activity?.SetTag(Telemetry.Attributes.CacheMisses, n - scores.CacheHits);
         Examples.Add(n);

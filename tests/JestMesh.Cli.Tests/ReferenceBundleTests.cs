@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Text.Json;
 using JestMesh.Cli.Commands;
 using JestMesh.Data;
@@ -16,8 +14,6 @@ namespace JestMesh.Cli.Tests;
 [Trait("Tier", "Unit")]
 public sealed class ReferenceBundleTests : IDisposable
 {
-    private const string Python = "/usr/bin/python3";
-    private static readonly TimeSpan PythonDeadline = TimeSpan.FromMinutes(5);
     private readonly string _dir = Directory.CreateTempSubdirectory("jestmesh-bundle-").FullName;
 
     public ReferenceBundleTests()
@@ -32,11 +28,13 @@ public sealed class ReferenceBundleTests : IDisposable
 
     private string Pool => Path.Combine(_dir, "wds", "pool");
 
-    [Fact]
-    public void Score_embeddings_equal_pytorchs_own_encoders_on_the_same_inputs()
+    [Theory]
+    [InlineData("wordpiece")]
+    [InlineData("bpe")]
+    public void Score_embeddings_equal_pytorchs_own_encoders_on_the_same_inputs(string tokenizer)
     {
-        var bundle = MakeBundle("bundle", "--steps", "30");
-        var output = Path.Combine(_dir, "scored");
+        var bundle = MakeBundle("bundle-" + tokenizer, "--steps", "30", "--tokenizer", tokenizer);
+        var output = Path.Combine(_dir, "scored-" + tokenizer);
 
         var summary = ScoreCommand.Run(Pool, bundle, output, batchSize: 128, saveInputs: true);
 
@@ -57,7 +55,8 @@ public sealed class ReferenceBundleTests : IDisposable
             "import json, sys, importlib.util, numpy as np, torch\n" +
             "d, o, script, pool = sys.argv[1:5]\n" +
             "spec = importlib.util.spec_from_file_location('bundle', script); mb = importlib.util.module_from_spec(spec); spec.loader.exec_module(mb)\n" +
-            "vocab = {w: i for i, w in enumerate(open(d + '/vocab.txt', encoding='utf-8').read().split('\\n')[:-1])}\n" +
+            "encode = mb.load_tokenizer(d)\n" +
+            "unk = 1  # [UNK] in both vocabularies the script writes\n" +
             "captions = {k: c for k, _, c in mb.read_shards(pool)}\n" +
             "keys = open(o + '/keys.txt', encoding='utf-8').read().split()\n" +
             "m = torch.jit.load(d + '/model.pt').eval()\n" +
@@ -68,8 +67,8 @@ public sealed class ReferenceBundleTests : IDisposable
             "ci, ct = np.load(o + '/image.npy'), np.load(o + '/text.npy')\n" +
             "print(json.dumps({'image': float(np.abs(ci - zi).max()), 'text': float(np.abs(ct - zt).max()), 'n': int(ci.shape[0]),\n" +
             "  'alpha': float(m.alpha), 'beta': float(m.beta), 'norm': float(np.abs(np.linalg.norm(ci, axis=1) - 1).max()),\n" +
-            "  'nonpad': int((t != 0).sum()), 'unk': int((t == vocab['[UNK]']).sum()),\n" +
-            "  'tokenizer_mismatches': sum(mb.wordpiece(captions[k], vocab, True, t.shape[1]) != t[i].tolist() for i, k in enumerate(keys))}))\n",
+            "  'nonpad': int((t != 0).sum()), 'unk': int((t == unk).sum()), 'distinct': int(len(np.unique(t.numpy()))),\n" +
+            "  'tokenizer_mismatches': sum(encode(captions[k]) != t[i].tolist() for i, k in enumerate(keys))}))\n",
             bundle, output, ScriptPath(), Pool);
         using var result = JsonDocument.Parse(check);
         var r = result.RootElement;
@@ -81,9 +80,11 @@ public sealed class ReferenceBundleTests : IDisposable
         Assert.Equal(r.GetProperty("beta").GetDouble(), summary.Beta, 1e-6);
         // The tokenizer produced real ids (not all padding or unknown): the captions' words are in the vocabulary.
         Assert.True(r.GetProperty("nonpad").GetInt32() > 3 * summary.N, "captions tokenized to several ids each");
-        // Microsoft.ML.Tokenizers' WordPiece in C# gives the ids the script's own tokenizer (which trained the bundle) gives,
-        // words outside the vocabulary (built from the curated shards only) included, as [UNK].
+        // Microsoft.ML.Tokenizers' WordPiece or BPE in C# gives the ids the script's own tokenizer (which trained the bundle)
+        // gives for every caption, words (WordPiece) or characters (BPE) outside the vocabulary (built from the curated shards only)
+        // included, as [UNK]. No BPE package is in Debian (python3-tokenizers, python3-transformers): the script's encoder is its own.
         Assert.Equal(0, r.GetProperty("tokenizer_mismatches").GetInt32());
+        Assert.True(r.GetProperty("distinct").GetInt32() > 20, "captions use many different token ids");
         Assert.True(r.GetProperty("unk").GetInt32() < summary.N, "most captions' words are in the vocabulary");
     }
 
@@ -107,6 +108,9 @@ public sealed class ReferenceBundleTests : IDisposable
         File.WriteAllText(json, text.Replace("\"channels\": 1", "\"channels\": 2", StringComparison.Ordinal));
         e = Assert.Throws<BundleException>(() => ReferenceBundle.Load(good));
         Assert.StartsWith(json + ": image channels 2", e.Message, StringComparison.Ordinal);
+        File.WriteAllText(json, text.Replace("\"wordpiece\"", "\"bpe\"", StringComparison.Ordinal));
+        e = Assert.Throws<BundleException>(() => ReferenceBundle.Load(good));
+        Assert.Equal(json + ": text tokenizer \"bpe\" needs text merges naming the merges file.", e.Message);
         File.WriteAllText(json, "{\"image\": {}");
         e = Assert.Throws<BundleException>(() => ReferenceBundle.Load(good));
         Assert.StartsWith(json, e.Message, StringComparison.Ordinal);
@@ -115,6 +119,11 @@ public sealed class ReferenceBundleTests : IDisposable
         var code = ScoreCommand.Create().Parse(["--data", Pool, "--reference", missing, "--out", Path.Combine(_dir, "x")]).Invoke();
         Assert.Equal(2, code);
         Assert.False(Directory.Exists(Path.Combine(_dir, "x")));
+        // `up` checks the bundle before it installs, builds or starts anything: exit 2, its --state never made.
+        var state = Path.Combine(_dir, "up-state");
+        code = UpCommand.Create().Parse(["--reference", missing, "--data", Pool, "--state", state, "--port", $"{JestMesh.Cli.Demo.Repo.FreePort()}"]).Invoke();
+        Assert.Equal(2, code);
+        Assert.False(Directory.Exists(state));
     }
 
     [Fact]
@@ -145,6 +154,15 @@ public sealed class ReferenceBundleTests : IDisposable
         Assert.Equal(first.Image, again.Image);
         Assert.Equal(70 * d, first.Image.Length);
 
+        // The same examples with only grey pixels and caption ids (as the built-in pool's): the same inputs, so the same rows.
+        using var greyOnly = await ReferenceScorer.LoadAsync(bundle, "cpu", batchSize: 32, cacheCapacity: 100);
+        var grey = await greyOnly.ScoreAsync(batch.Ids, misses => new Learning.ExampleBatch(batch.Ids, batch.Pixels, batch.Tokens).Rows(misses));
+        for (var k = 0; k < grey.Image.Length; k++)
+        {
+            Assert.Equal(image[k], grey.Image[k], 1e-6f);
+            Assert.Equal(text[k], grey.Text[k], 1e-6f);
+        }
+
         // score's output as Scoring:PrecomputedDirectory: every row is a cache hit, keyed by source key, with score's values.
         var precomputed = new EmbeddingCache(2000, d);
         Assert.StartsWith($"loaded {summary.N} precomputed", PrecomputedEmbeddings.LoadInto(precomputed, output, summary.ReferenceSha256), StringComparison.Ordinal);
@@ -158,6 +176,34 @@ public sealed class ReferenceBundleTests : IDisposable
         var missing = MakeBundle("core-missing", "--steps", "0", "--defect", "missing-method");
         var e = await Assert.ThrowsAsync<BundleException>(() => ReferenceEmbedder.LoadAsync(missing, "cpu", 32));
         Assert.Contains("encode_text", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Examples_with_only_grey_pixels_reach_a_colour_bundle_of_another_size_as_their_png_reaches_score()
+    {
+        // Grey pixels become three equal channels, resized bilinearly to 36 x 36: what score gives the bundle for the grey PNG.
+        var bundle = MakeBundle("colour", "--steps", "0", "--channels", "3", "--height", "36", "--width", "36",
+            "--mean", "0.5", "0.4", "0.3", "--std", "0.3", "0.3", "0.3");
+        var output = Path.Combine(_dir, "colour-out");
+        var summary = ScoreCommand.Run(Pool, bundle, output, batchSize: 128, saveInputs: true);
+        var pairs = new WdsSource(Pool).InFileOrder(BuiltInPairs.Decode).Take(40).ToList();
+        var fromPairs = Learning.ExampleBatch.FromPairs(pairs);
+        var greyOnly = new Learning.ExampleBatch(fromPairs.Ids, fromPairs.Pixels, fromPairs.Tokens);
+        using var scorer = await ReferenceScorer.LoadAsync(bundle, "cpu", batchSize: 16, cacheCapacity: 0);
+
+        var scores = await scorer.ScoreAsync(greyOnly.Ids, misses => greyOnly.Rows(misses));
+
+        var image = NpyFile.ReadFloat32(Path.Combine(output, "image.npy")).Data;
+        var text = NpyFile.ReadFloat32(Path.Combine(output, "text.npy")).Data;
+        Assert.Equal(40 * summary.D, scores.Image.Length);
+        for (var k = 0; k < scores.Image.Length; k++)
+        {
+            Assert.Equal(image[k], scores.Image[k], 1e-6f);
+            Assert.Equal(text[k], scores.Text[k], 1e-6f);
+        }
+        // The three channels score gave the model differ (their means differ), so the test would see a channel mix-up.
+        var inputs = NpyFile.ReadFloat32(Path.Combine(output, "inputs.npy")).Data;
+        Assert.NotEqual(inputs[0], inputs[36 * 36]);
     }
 
     [Fact]
@@ -188,46 +234,10 @@ public sealed class ReferenceBundleTests : IDisposable
         Assert.InRange(summary.N, 600, 1000 - 1);
     }
 
-    private string MakeBundle(string name, params string[] args)
-    {
-        var output = Path.Combine(_dir, name);
-        RunProcess(Python, [ScriptPath(), "--data", Path.Combine(_dir, "wds", "curated"), "--out", output, .. args]);
-        return output;
-    }
+    private string MakeBundle(string name, params string[] args) =>
+        BundleScript.Make(Path.Combine(_dir, "wds", "curated"), Path.Combine(_dir, name), args);
 
-    private string RunPython(string code, params string[] args)
-    {
-        var file = Path.Combine(_dir, "check.py");
-        File.WriteAllText(file, code);
-        return RunProcess(Python, [file, .. args]);
-    }
+    private string RunPython(string code, params string[] args) => BundleScript.RunPython(_dir, code, args);
 
-    private static string RunProcess(string exe, string[] args)
-    {
-        var info = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(PythonDeadline))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"{exe} {string.Join(' ', args)} did not finish within {PythonDeadline}");
-        }
-        Assert.True(process.ExitCode == 0, string.Create(CultureInfo.InvariantCulture, $"{exe} {string.Join(' ', args)} exited {process.ExitCode}: {stderr.Result}"));
-        return stdout.Result;
-    }
-
-    private static string ScriptPath()
-    {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "JestMesh.sln")))
-        {
-            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("no JestMesh.sln above the test directory.");
-        }
-        return Path.Combine(root, "scripts", "make-reference-bundle.py");
-    }
+    private static string ScriptPath() => BundleScript.Path;
 }

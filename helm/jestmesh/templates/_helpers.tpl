@@ -183,3 +183,13 @@ startupProbe:
 {{- define "jestmesh.referenceClaim" -}}
 {{- default (printf "%s-reference" (include "jestmesh.fullname" .)) .Values.reference.existingClaim -}}
 {{- end -}}
+
+{{/* A directory inside a mounted claim: the mount path, then the value's path when it has one. */}}
+{{- define "jestmesh.claimDir" -}}
+{{- if .path }}{{ printf "%s/%s" .mount (trimSuffix "/" .path) }}{{ else }}{{ .mount }}{{ end -}}
+{{- end -}}
+
+{{/* True (non-empty) when Scoring runs a reference bundle from a PVC instead of the built-in reference. */}}
+{{- define "jestmesh.usesBundle" -}}
+{{- if .Values.scoring.bundle.existingClaim }}true{{ end -}}
+{{- end -}}

@@ -107,7 +107,7 @@ internal static class BenchScoringCommand
                 foreach (var p in positions)
                 {
                     var inputs = ExampleBatch.FromPool(data, p);
-                    await embedder.EmbedAsync(inputs.Pixels, inputs.Count, inputs.Tokens);
+                    await embedder.EmbedAsync(inputs);
                 }
                 modelOnly.Add(clock.Elapsed.TotalSeconds);
                 modelCpu.Add(Cpu() - cpu);
@@ -163,7 +163,7 @@ internal static class BenchScoringCommand
                     var warm = await scorer.ScoreAsync(ids, misses =>
                     {
                         var (missIds, pixels, tokens) = ExampleArrays.Of(received.Examples, $"super-batch {received.Id}", misses);
-                        return new ExampleBatch(missIds, pixels, tokens);
+                        return new ExampleBatch(missIds, pixels, tokens, ExampleArrays.Stored(received.Examples, misses));
                     });
                     _ = Pack(received, warm, embedder).ToByteArray();
                 }

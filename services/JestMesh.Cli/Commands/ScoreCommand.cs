@@ -110,7 +110,7 @@ internal static class ScoreCommand
             decodeClock.Start();
             try
             {
-                bundle.DecodeImage(sample.Image, x);
+                bundle.DecodeImage(SourceImage.Encoded(sample.Image), x);
             }
             finally
             {

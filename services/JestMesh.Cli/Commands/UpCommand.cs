@@ -1,5 +1,6 @@
 using System.CommandLine;
 using JestMesh.Cli.Demo;
+using JestMesh.Learning;
 
 namespace JestMesh.Cli.Commands;
 
@@ -8,9 +9,14 @@ internal static class UpCommand
 {
     public static Command Create()
     {
-        var jobs = new Option<string[]>("--job") { Description = "A job to publish the built-in Fashion-MNIST pool for (repeatable; default one job, default).", AllowMultipleArgumentsPerToken = false };
+        var jobs = new Option<string[]>("--job") { Description = "A job to publish the pool for (repeatable; default one job, default).", AllowMultipleArgumentsPerToken = false };
         var state = new Option<string>("--state") { Description = "Directory for the broker's data (and so Selection's batch log), Scoring's cache and the logs; kept, so a restart resumes sessions.", DefaultValueFactory = _ => ".jestmesh/up" };
-        var reference = new Option<string?>("--reference") { Description = "Reference checkpoint directory: reused when its SHA-256 and data settings match, trained there otherwise (default .jestmesh/reference)." };
+        var reference = new Option<string?>("--reference")
+        {
+            Description = "Reference checkpoint directory: reused when its SHA-256 and data settings match, trained there otherwise (default .jestmesh/reference); " +
+                "or a reference bundle exported from PyTorch (a directory with reference.json), used as it is.",
+        };
+        var data = new Option<string?>("--data") { Description = "Directory of WebDataset .tar shards every job publishes instead of the built-in Fashion-MNIST pool." };
         var port = new Option<int>("--port") { Description = $"Selection's gRPC port on 127.0.0.1 (refused if taken).", DefaultValueFactory = _ => UpOptions.DefaultPort };
         var apiKey = new Option<string?>("--api-key") { Description = "The key trainers must send (at least 16 characters; default: generated and printed)." };
         var maxSuperBatches = new Option<int>("--max-super-batches")
@@ -21,7 +27,7 @@ internal static class UpCommand
         var command = new Command("up", "Start a private broker, Scoring, Selection and one Ingest per job on loopback, in the foreground, for your own trainer; Ctrl-C stops it.");
         var cluster = new Option<int>("--cluster") { Description = "RabbitMQ nodes: 1, or 3 for a cluster on loopback whose quorum queues and batch log are replicated on every node (the services fail over between nodes).", DefaultValueFactory = _ => 1 };
         var scoringReplicas = new Option<int>("--scoring-replicas") { Description = "Scoring processes, competing consumers of the super-batch queue (1 to 8), each with its own reference-embedding cache.", DefaultValueFactory = _ => 1 };
-        foreach (var o in new Option[] { jobs, state, reference, port, apiKey, maxSuperBatches, cluster, scoringReplicas })
+        foreach (var o in new Option[] { jobs, state, reference, data, port, apiKey, maxSuperBatches, cluster, scoringReplicas })
         {
             command.Options.Add(o);
         }
@@ -54,6 +60,7 @@ internal static class UpCommand
                     Jobs = [.. names.Distinct(StringComparer.Ordinal)],
                     State = parse.GetValue(state)!,
                     Reference = parse.GetValue(reference),
+                    Data = parse.GetValue(data),
                     Port = parse.GetValue(port),
                     ApiKey = parse.GetValue(apiKey),
                     MaxSuperBatches = parse.GetValue(maxSuperBatches),
@@ -65,6 +72,11 @@ internal static class UpCommand
                 // Ctrl-C in a terminal also reaches the services (one process group): one may exit before `up` sees the signal.
                 Console.Out.WriteLine("up: stopped before it was ready; everything it started was stopped.");
                 return 0;
+            }
+            catch (BundleException e)
+            {
+                Console.Error.WriteLine($"up: {e.Message}");
+                return 2;
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or InvalidDataException or TimeoutException or IOException)
             {

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
+using JestMesh.Learning;
 
 namespace JestMesh.Cli.Demo;
 
@@ -203,8 +204,14 @@ internal static class ReferenceCheckpoint
         return null;
     }
 
+    /// <summary>The SHA-256 Scoring reports for the reference in <paramref name="directory"/>: a built-in checkpoint's, or a bundle's over all its files.</summary>
     public static string Sha256(string directory)
     {
+        if (ReferenceBundle.IsBundle(directory))
+        {
+            return ReferenceBundle.DirectorySha256(directory);
+        }
+
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(directory, "metadata.json")));
         return doc.RootElement.GetProperty("sha256").GetString() ?? "";
     }

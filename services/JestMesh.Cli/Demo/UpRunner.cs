@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
+using JestMesh.Data.WebDataset;
+using JestMesh.Learning;
 
 namespace JestMesh.Cli.Demo;
 
@@ -15,7 +17,11 @@ internal sealed record UpOptions
     /// <summary>Broker data, Scoring's cache and the logs; kept across runs, so sessions resume.</summary>
     public required string State { get; init; }
 
+    /// <summary>A built-in reference checkpoint (reused or trained there), or a reference bundle exported from PyTorch (used as it is).</summary>
     public string? Reference { get; init; }
+
+    /// <summary>A directory of WebDataset shards every job's Ingest publishes instead of the built-in pool (null: the built-in pool).</summary>
+    public string? Data { get; init; }
 
     public int Port { get; init; } = DefaultPort;
 
@@ -39,7 +45,8 @@ internal sealed record UpOptions
 
 /// <summary>
 /// <c>./jestmesh up</c>: the <see cref="LocalPipeline"/> (private broker kept under --state, Scoring, Selection on a fixed
-/// port) plus one Ingest per job over the built-in Fashion-MNIST pool, in the foreground until SIGINT or SIGTERM.
+/// port) plus one Ingest per job over the built-in Fashion-MNIST pool or the user's WebDataset shards (--data), with the
+/// built-in reference or the user's reference bundle (--reference BUNDLE), in the foreground until SIGINT or SIGTERM.
 /// Prints one <c>ready address=… api_key=… jobs=…</c> line once Selection serves and every job has its first scored
 /// super-batch (its queue exists, observed on the broker), then a plain health line now and then.
 /// </summary>
@@ -70,12 +77,15 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
             throw new InvalidOperationException($"--port {options.Port}: 127.0.0.1:{options.Port} is taken; pass a free port with --port.");
         }
 
+        // The user's shards and bundle are checked before anything is installed, built or started.
+        var data = options.Data is null ? null : CheckData(options.Data);
+        var bundle = options.Reference is { } given && ReferenceBundle.IsBundle(given) ? CheckBundle(given) : null;
         var state = Path.GetFullPath(options.State);
         Directory.CreateDirectory(state);
         await DemoRunner.SetupAsync(repo, cancellationToken);
         await repo.EnsureBuiltAsync(Hosts, Say, cancellationToken);
         var plan = DemoPlan.Create(quick: false, withF05: false);
-        var reference = await DemoRunner.EnsureReferenceAsync(repo, options.Reference, plan, Say, cancellationToken);
+        var reference = bundle ?? await DemoRunner.EnsureReferenceAsync(repo, options.Reference, plan, Say, cancellationToken);
         var settings = new PipelineSettings
         {
             KeepBrokerData = true,
@@ -93,7 +103,13 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
             // Ingest's most epochs (10,000 passes over the pool), or --max-super-batches: it publishes (waiting while the shared
             // super-batch queue is full) until then or until `up` stops, and then stays up without publishing. Only that queue
             // pushes back: a job's scored backlog grows as fast as Scoring works (about 1 MB per super-batch on the broker's disk).
-            pipeline.Start("JestMesh.Ingest", RunDriver.IngestSettings(plan, job, n, maxSuperBatches: options.MaxSuperBatches, epochs: 10_000), logName: "ingest-" + job);
+            var ingest = RunDriver.IngestSettings(plan, job, n, maxSuperBatches: options.MaxSuperBatches, epochs: 10_000);
+            if (data is not null)
+            {
+                ingest["Ingest__WebDatasetDirectory"] = data;
+            }
+
+            pipeline.Start("JestMesh.Ingest", ingest, logName: "ingest-" + job);
         }
 
         foreach (var job in options.Jobs)
@@ -125,6 +141,22 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
         }
 
         return 0;
+    }
+
+    /// <summary>The shard directory as Ingest will read it (absolute), refused now when it has no shards rather than by every Ingest later.</summary>
+    private string CheckData(string directory)
+    {
+        var source = new WdsSource(directory);
+        Say($"data: {source.Shards.Count} WebDataset shards in {source.Root} (samples that cannot be used are skipped and named in logs/ingest-JOB.log)");
+        return source.Root;
+    }
+
+    /// <summary>Loads the bundle once here, so a bad one stops `up` with its one-line reason before anything starts (Scoring would refuse it too).</summary>
+    private string CheckBundle(string directory)
+    {
+        using var bundle = ReferenceBundle.Load(directory);
+        Say($"reference: bundle {bundle.Directory} (SHA-256 {bundle.Sha256[..16]}…, d = {bundle.Dim}, images {bundle.Spec.Channels}x{bundle.Spec.Height}x{bundle.Spec.Width})");
+        return bundle.Directory;
     }
 
     private async Task<string> HealthLineAsync(LocalPipeline pipeline, CancellationToken cancellationToken)

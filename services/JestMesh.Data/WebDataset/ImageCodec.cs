@@ -39,17 +39,20 @@ public static class ImageCodec
     /// <summary>
     /// Model input of one image, channels first: x = (p / 255 − mean[c]) / std[c], written to
     /// <paramref name="destination"/> (channels x height x width floats). One channel is grey, three are R, G, B.
+    /// The image is decoded (encoded bytes) or taken as R = G = B (grey pixels) to 8-bit RGBA, then
+    /// resized (bilinear) when its size differs: one path for every kind of source image.
     /// </summary>
     /// <exception cref="SampleRejectedException">The bytes do not decode.</exception>
-    public static void DecodeNormalised(byte[] encoded, int channels, int height, int width, float[] mean, float[] std, Span<float> destination)
+    public static void DecodeNormalised(SourceImage image, int channels, int height, int width, float[] mean, float[] std, Span<float> destination)
     {
+        ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(mean);
         ArgumentNullException.ThrowIfNull(std);
         if (channels is not (1 or 3) || mean.Length != channels || std.Length != channels || destination.Length != channels * height * width)
         {
             throw new ArgumentException($"image input of {channels} channels, {mean.Length} means, {std.Length} stds, {destination.Length} floats for {height}x{width}.");
         }
-        using var bitmap = DecodeRgba(encoded, width, height);
+        using var bitmap = image.IsEncoded ? DecodeRgba(image.Bytes, width, height) : GreyRgba(image, width, height);
         var rgba = bitmap.GetPixelSpan();
         var plane = height * width;
         for (var i = 0; i < plane; i++)
@@ -68,6 +71,11 @@ public static class ImageCodec
         }
     }
 
+    /// <summary><see cref="DecodeNormalised(SourceImage, int, int, int, float[], float[], Span{float})"/> of encoded bytes.</summary>
+    /// <exception cref="SampleRejectedException">The bytes do not decode.</exception>
+    public static void DecodeNormalised(byte[] encoded, int channels, int height, int width, float[] mean, float[] std, Span<float> destination) =>
+        DecodeNormalised(SourceImage.Encoded(encoded), channels, height, width, mean, std, destination);
+
     private static byte Grey(byte r, byte g, byte b) => (byte)(((299 * r) + (587 * g) + (114 * b) + 500) / 1000);
 
     private static SKBitmap DecodeRgba(byte[] encoded, int width, int height)
@@ -83,7 +91,27 @@ public static class ImageCodec
             bitmap.Dispose();
             throw new SampleRejectedException($"image does not decode ({codec.EncodedFormat} {codec.Info.Width}x{codec.Info.Height}: {result})");
         }
-        if (info.Width == width && info.Height == height)
+        return Resized(bitmap, width, height);
+    }
+
+    /// <summary>Grey pixels as opaque RGBA with R = G = B (what SkiaSharp decodes a grey PNG to), resized like a decoded image.</summary>
+    private static SKBitmap GreyRgba(SourceImage image, int width, int height)
+    {
+        var bitmap = new SKBitmap(new SKImageInfo(image.Width, image.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul));
+        var rgba = bitmap.GetPixelSpan();
+        var grey = image.Bytes;
+        for (var i = 0; i < grey.Length; i++)
+        {
+            rgba[4 * i] = rgba[(4 * i) + 1] = rgba[(4 * i) + 2] = grey[i];
+            rgba[(4 * i) + 3] = 255;
+        }
+        return Resized(bitmap, width, height);
+    }
+
+    /// <summary><paramref name="bitmap"/> itself at the asked size, else a bilinear resize of it (and <paramref name="bitmap"/> is disposed).</summary>
+    private static SKBitmap Resized(SKBitmap bitmap, int width, int height)
+    {
+        if (bitmap.Width == width && bitmap.Height == height)
         {
             return bitmap;
         }
@@ -91,7 +119,7 @@ public static class ImageCodec
         {
             var target = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
             return bitmap.Resize(target, new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.None))
-                ?? throw new SampleRejectedException($"image of {info.Width}x{info.Height} could not be resized to {width}x{height}");
+                ?? throw new SampleRejectedException($"image of {bitmap.Width}x{bitmap.Height} could not be resized to {width}x{height}");
         }
     }
 }

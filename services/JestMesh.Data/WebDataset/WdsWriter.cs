@@ -39,32 +39,48 @@ public static class WdsWriter
         for (var start = 0; start < pairs.Count; start += shardSize)
         {
             var path = Path.Combine(directory, string.Create(CultureInfo.InvariantCulture, $"{prefix}-{start / shardSize:D6}.tar"));
-            var temp = path + ".tmp";
-            using (var file = File.Create(temp))
-            using (var tar = new TarWriter(file, TarEntryFormat.Ustar, leaveOpen: false))
+            WriteShard(path, Enumerable.Range(start, Math.Min(pairs.Count, start + shardSize) - start).Select(i =>
             {
-                for (var i = start; i < Math.Min(pairs.Count, start + shardSize); i++)
+                var pair = pairs[i];
+                var png = ImageCodec.EncodePngGrey(data.Train.Image(pair.ImageIndex), ImageSet.Side, ImageSet.Side);
+                var json = JsonSerializer.Serialize(new Dictionary<string, object>
                 {
-                    var pair = pairs[i];
-                    var key = KeyOf(pair);
-                    var png = ImageCodec.EncodePngGrey(data.Train.Image(pair.ImageIndex), ImageSet.Side, ImageSet.Side);
-                    var json = JsonSerializer.Serialize(new Dictionary<string, object>
-                    {
-                        ["id"] = pair.Id,
-                        ["label"] = pair.Label,
-                        ["kind"] = pair.Kind.ToString().ToLowerInvariant(),
-                        ["curated"] = curated,
-                        ["image_index"] = pair.ImageIndex,
-                    });
-                    Add(tar, key + ".png", png);
-                    Add(tar, key + ".txt", Encoding.UTF8.GetBytes(Captions.Decode(pair.Tokens)));
-                    Add(tar, key + ".json", Encoding.UTF8.GetBytes(json));
-                }
-            }
-            File.Move(temp, path, overwrite: true);
+                    ["id"] = pair.Id,
+                    ["label"] = pair.Label,
+                    ["kind"] = pair.Kind.ToString().ToLowerInvariant(),
+                    ["curated"] = curated,
+                    ["image_index"] = pair.ImageIndex,
+                });
+                return new WdsSample(Path.GetFileName(path), KeyOf(pair), png, ImageEncoding.Png, Captions.Decode(pair.Tokens), json);
+            }));
             paths.Add(path);
         }
         return paths;
+    }
+
+    /// <summary>
+    /// Writes <paramref name="samples"/> as one shard at <paramref name="path"/> (KEY.png or KEY.jpg, KEY.txt, and
+    /// KEY.json when the sample has one), atomically: a temporary file renamed into place. Their Shard is not used.
+    /// </summary>
+    public static void WriteShard(string path, IEnumerable<WdsSample> samples)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(samples);
+        var temp = path + ".tmp";
+        using (var file = File.Create(temp))
+        using (var tar = new TarWriter(file, TarEntryFormat.Ustar, leaveOpen: false))
+        {
+            foreach (var sample in samples)
+            {
+                Add(tar, sample.Key + (sample.Encoding == ImageEncoding.Png ? ".png" : ".jpg"), sample.Image);
+                Add(tar, sample.Key + ".txt", Encoding.UTF8.GetBytes(sample.Caption));
+                if (sample.Json is not null)
+                {
+                    Add(tar, sample.Key + ".json", Encoding.UTF8.GetBytes(sample.Json));
+                }
+            }
+        }
+        File.Move(temp, path, overwrite: true);
     }
 
     private static void Add(TarWriter tar, string name, byte[] bytes)

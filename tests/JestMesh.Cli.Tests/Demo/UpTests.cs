@@ -3,6 +3,9 @@ using System.Globalization;
 using Grpc.Net.Client;
 using JestMesh.Cli.Demo;
 using JestMesh.Client;
+using JestMesh.Data.WebDataset;
+using JestMesh.Learning;
+using JestMesh.TestKit;
 using JestMesh.Protos.V1;
 using Microsoft.Extensions.Logging.Abstractions;
 using Xunit.Abstractions;
@@ -57,6 +60,59 @@ public sealed class UpTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Up_on_a_shard_directory_with_a_pytorch_bundle_serves_every_example_once_and_names_the_skipped()
+    {
+        // 1,280 colour samples (40 x 30 PNG/JPEG): two super-batches of N = 640, so Ingest's first epoch is exactly the pool.
+        var data = Path.Combine(_state + "-data");
+        Directory.CreateDirectory(data);
+        try
+        {
+            var pairs = JestMesh.Data.PairDataset.Build(new JestMesh.Data.DataOptions { Seed = 0 });
+            var names = ColourShards.Write(data, pairs, shards: 2, perShard: 640);
+            var bundle = BundleScript.Make(data, Path.Combine(data + "-bundle"), "--steps", "10", "--channels", "3", "--height", "32", "--width", "32",
+                "--mean", "0.5", "0.5", "0.5", "--std", "0.25", "0.25", "0.25");
+            // Written after the bundle (the script's own training would stop on them): a sample that does not decode, one without a caption.
+            var good = File.ReadAllBytes(Directory.GetFiles(data, "*.tar")[0]);
+            WdsWriter.WriteShard(Path.Combine(data, "colour-bad.tar"), [
+                new WdsSample("colour-bad.tar", "broken", good[..100], ImageEncoding.Png, "a shirt", null),
+                new WdsSample("colour-bad.tar", "silent", ColourPng(), ImageEncoding.Png, "", null)]);
+            var expected = names.Select(n => SourceKeys.Id(n.Split('/')[0], n.Split('/')[1])).Order().ToArray();
+            var port = Repo.FreePort();
+            var key = "test-key-" + Guid.NewGuid().ToString("N");
+
+            await using var up = await UpProcess.StartAsync(_state, port, key, output, "--data", data, "--reference", bundle, "--max-super-batches", "2");
+            Assert.Equal($"ready address=127.0.0.1:{port} api_key={key} jobs=default", up.Ready);
+            using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{port}");
+            var session = new CurateSession(channel, new CurateSettings { Job = "default", ApiKey = key, Policy = Policy.Uniform }, NullLogger.Instance);
+            var learner = new Learner(2);
+            using (var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(5)))
+            {
+                await session.RunAsync(learner, deadline.Token);
+            }
+
+            // Scored by the bundle; every usable sample selected or filtered exactly once, carrying its stored image and source.
+            Assert.Equal(ReferenceBundle.DirectorySha256(bundle), session.ReferenceSha256);
+            Assert.Equal(expected, learner.Ids.Order().ToArray());
+            Assert.All(learner.Selected, e => Assert.True(e.EncodedImage.Length > 0 && e.Source.Shard.StartsWith("colour-", StringComparison.Ordinal)));
+            // The two bad samples: named in Ingest's log with the reason, never published.
+            var log = File.ReadAllText(Path.Combine(_state, "logs", "ingest-default.log"));
+            Assert.Contains("Skipped WebDataset sample colour-bad.tar/broken: image does not decode", log, StringComparison.Ordinal);
+            Assert.Contains("Skipped WebDataset sample colour-bad.tar/silent:", log, StringComparison.Ordinal);
+            await up.StopAsync();
+        }
+        finally
+        {
+            Directory.Delete(data, recursive: true);
+            if (Directory.Exists(data + "-bundle"))
+            {
+                Directory.Delete(data + "-bundle", recursive: true);
+            }
+        }
+    }
+
+    private static byte[] ColourPng() => ImageCodec.EncodePngGrey(new byte[28 * 28], 28, 28);
+
     private static async Task<Learner> CurateAsync(int port, string key, string job, string sessionId, long cursor, int batches)
     {
         using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{port}");
@@ -80,10 +136,17 @@ public sealed class UpTests(ITestOutputHelper output) : IDisposable
 
         public LearnerScores Score(Candidate candidate) => throw new InvalidOperationException("uniform needs no learner scores");
 
+        /// <summary>Every id the batches accounted for: selected and filtered.</summary>
+        public List<long> Ids { get; } = [];
+
+        public List<Example> Selected { get; } = [];
+
         public void Train(CuratedBatch batch)
         {
             Assert.Equal(batch.Examples.Count, batch.Examples.Select(e => e.Id).Distinct().Count());
             Sequences.Add(batch.Sequence);
+            Ids.AddRange(batch.Examples.Select(e => e.Id).Concat(batch.FilteredIds));
+            Selected.AddRange(batch.Examples);
         }
     }
 
@@ -105,11 +168,14 @@ public sealed class UpTests(ITestOutputHelper output) : IDisposable
 
         public string Ready => _ready.Task.Result;
 
-        public static async Task<UpProcess> StartAsync(string state, int port, string key, ITestOutputHelper output)
+        public static Task<UpProcess> StartAsync(string state, int port, string key, ITestOutputHelper output) =>
+            StartAsync(state, port, key, output, "--job", "t1", "--job", "t2");
+
+        public static async Task<UpProcess> StartAsync(string state, int port, string key, ITestOutputHelper output, params string[] args)
         {
             var repo = Repo.Locate();
             var info = new ProcessStartInfo("dotnet") { WorkingDirectory = repo.Root, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var arg in new[] { typeof(DemoRunner).Assembly.Location, "up", "--state", state, "--port", port.ToString(CultureInfo.InvariantCulture), "--api-key", key, "--job", "t1", "--job", "t2" })
+            foreach (var arg in new[] { typeof(DemoRunner).Assembly.Location, "up", "--state", state, "--port", port.ToString(CultureInfo.InvariantCulture), "--api-key", key }.Concat(args))
             {
                 info.ArgumentList.Add(arg);
             }

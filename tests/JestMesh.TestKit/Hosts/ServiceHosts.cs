@@ -123,7 +123,7 @@ public static class ServiceHosts
     /// <paramref name="superBatchSize"/> for <paramref name="job"/> at start, <see cref="IngestWorker.Completion"/> says when done.
     /// </summary>
     public static async Task<(WebApplication App, IngestWorker Worker)> StartIngestAsync(MessagingOptions messaging, string job, int superBatchSize, int superBatches,
-        DataOptions? data = null, int orderSeed = 0)
+        DataOptions? data = null, int orderSeed = 0, IDictionary<string, string?>? extra = null)
     {
         var settings = Settings(messaging);
         settings["Ingest:Job"] = job;
@@ -131,6 +131,10 @@ public static class ServiceHosts
         settings["Ingest:MaxSuperBatches"] = superBatches.ToString(CultureInfo.InvariantCulture);
         settings["Ingest:DataSeed"] = (data?.Seed ?? 0).ToString(CultureInfo.InvariantCulture);
         settings["Ingest:OrderSeed"] = orderSeed.ToString(CultureInfo.InvariantCulture);
+        foreach (var (key, value) in extra ?? new Dictionary<string, string?>())
+        {
+            settings[key] = value;
+        }
         var app = await StartAsync("JestMesh.Ingest", settings, b => b.AddIngestServices());
         return (app, app.Services.GetRequiredService<IngestWorker>());
     }
