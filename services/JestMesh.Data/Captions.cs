@@ -147,6 +147,43 @@ public static class Captions
         return tokens;
     }
 
+    /// <summary>
+    /// The built-in learner's view of any caption: its words that are in the vocabulary (lower-cased, surrounding
+    /// punctuation stripped), in order, the first <see cref="MaxTokens"/> of them, padded. A caption with no such word
+    /// gives only padding. The built-in pool's captions give exactly <see cref="Encode"/>'s ids.
+    /// </summary>
+    /// <param name="text">The caption.</param>
+    /// <param name="dropped">Words left out: outside the vocabulary, or past <see cref="MaxTokens"/>.</param>
+    public static int[] EncodeKnownWords(string text, out int dropped)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var tokens = new int[MaxTokens];
+        var count = 0;
+        dropped = 0;
+        foreach (var raw in text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))
+        {
+            // The word as written first (the vocabulary has "," as a word), then lower-cased without surrounding punctuation.
+            var word = TokenOf.ContainsKey(raw) ? raw : raw.Trim(WordPunctuation).ToLowerInvariant();
+            if (word.Length == 0)
+            {
+                continue;
+            }
+
+            if (count < MaxTokens && TokenOf.TryGetValue(word, out var id))
+            {
+                tokens[count++] = id;
+            }
+            else
+            {
+                dropped++;
+            }
+        }
+
+        return tokens;
+    }
+
+    private static readonly char[] WordPunctuation = ['.', ',', ';', ':', '!', '?', '"', '\'', '(', ')', '[', ']', '{', '}'];
+
     public static string Decode(ReadOnlySpan<int> tokens)
     {
         var words = new List<string>(tokens.Length);

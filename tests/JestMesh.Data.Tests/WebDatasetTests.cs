@@ -139,6 +139,39 @@ public sealed class WebDatasetTests(SmallShards shards) : IClassFixture<SmallSha
     }
 
     [Fact]
+    public void A_caption_in_other_words_is_kept_and_the_built_in_learner_gets_the_words_it_knows()
+    {
+        // The built-in pool's captions keep exactly their ids (so `data wds` round-trips and old runs are unchanged).
+        foreach (var pair in shards.Data.Pool.Take(500))
+        {
+            Assert.Equal(pair.Tokens, Captions.EncodeKnownWords(Captions.Decode(pair.Tokens), out var none));
+            Assert.Equal(0, none);
+        }
+
+        var dir = Path.Combine(shards.Directory, "words-" + Guid.NewGuid().ToString("N"));
+        System.IO.Directory.CreateDirectory(dir);
+        var png = ImageCodec.EncodePngGrey(shards.Data.Train.Image(0), 28, 28);
+        using (var file = File.Create(Path.Combine(dir, "a.tar")))
+        using (var tar = new TarWriter(file, TarEntryFormat.Ustar))
+        {
+            Write(tar, "web.png", png);
+            Write(tar, "web.txt", "A Small, DARK tee photographed outdoors at dusk!"u8.ToArray());
+            Write(tar, "none.png", png);
+            Write(tar, "none.txt", "Ein Foto eines Kleides"u8.ToArray());
+        }
+
+        var source = new WdsSource(dir);
+        var streamed = source.InFileOrder(BuiltInPairs.Decode).ToList();
+        Assert.Empty(source.Skipped);
+        Assert.Equal(["web", "none"], streamed.Select(p => p.Sample.Key));
+        Assert.Equal("A Small, DARK tee photographed outdoors at dusk!", streamed[0].Sample.Caption);
+        Assert.Equal(Captions.Encode("a small dark tee"), streamed[0].Tokens);
+        Assert.All(streamed[1].Tokens, t => Assert.Equal(Captions.PadToken, t));
+        Captions.EncodeKnownWords("A Small, DARK tee photographed outdoors at dusk!", out var dropped);
+        Assert.Equal(4, dropped);
+    }
+
+    [Fact]
     public void A_directory_without_shards_is_refused_naming_it()
     {
         var dir = Path.Combine(shards.Directory, "empty-" + Guid.NewGuid().ToString("N"));

@@ -24,15 +24,9 @@ public static class BuiltInPairs
     {
         ArgumentNullException.ThrowIfNull(sample);
         var pixels = ImageCodec.DecodeGrey(sample.Image, ImageSet.Side, ImageSet.Side);
-        int[] tokens;
-        try
-        {
-            tokens = Captions.Encode(sample.Caption);
-        }
-        catch (ArgumentException ex)
-        {
-            throw new SampleRejectedException($"the built-in models cannot take the caption: {ex.Message}");
-        }
+        // The built-in learner takes the caption's words it knows; the text itself travels intact (Example.caption) for
+        // other learners and for reference bundles, so a caption in other words is not a reason to skip the sample.
+        var tokens = Captions.EncodeKnownWords(sample.Caption, out _);
         var (label, kind) = ReadMeta(sample);
         return new WdsPair(sample, pixels, tokens, label, kind);
     }
