@@ -58,6 +58,7 @@ internal static class ExperimentAnalysis
                 LoadStart = r.LoadStart,
                 LoadEnd = r.LoadEnd,
                 WallSeconds = r.WallSeconds,
+                Services = r.Services,
             });
         }
 

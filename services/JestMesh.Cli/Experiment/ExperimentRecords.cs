@@ -219,6 +219,9 @@ internal sealed record RunResult
     public required double LoadEnd { get; init; }
 
     public required double WallSeconds { get; init; }
+
+    /// <summary>Through the services: the Trainer's time totals and where every produced example ended up.</summary>
+    public ServicesRun? Services { get; init; }
 }
 
 /// <summary>One seed's figures in a summary row.</summary>

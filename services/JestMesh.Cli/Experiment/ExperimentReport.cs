@@ -18,7 +18,10 @@ internal static class ExperimentReport
         sb.AppendLine($"- compute: {p.ComputeConvention}");
         sb.AppendLine($"- wall: {p.WallConvention}");
         sb.AppendLine("- in-run time speed-up (added after the runs met very different machine loads; not pre-registered): speed-up / (the run's mean step wall time / its own mean optimiser-step time), both measured in the same run");
-        sb.AppendLine("- in-process learner loop (the loop of `train --inproc`), runs one after another; not through the services").AppendLine();
+        sb.AppendLine(p.Path == ProtocolInfo.Services
+            ? "- through the services: a private broker, Scoring and Selection for the invocation, an Ingest and a Trainer per run (its own job), local processes on loopback; runs one after another; " +
+              "figures from the Trainer's run-summary.json (scoring and training ms/step are its totals over its steps), the batch log and the dead-letter queue"
+            : "- in-process learner loop (the loop of `train --inproc`), runs one after another; not through the services").AppendLine();
 
         sb.AppendLine("## Summary (mean over seeds; ± = 95 % t-interval half-width; a mean is – when a seed has no value, e.g. never matched)").AppendLine();
         sb.AppendLine("| run | seeds | final zero-shot | final − uniform (points) | speed-up | compute / step | compute speed-up | wall speed-up | in-run time speed-up | cheap-vs-exact Spearman |");
