@@ -86,6 +86,18 @@ public sealed class ServiceProcess : IDisposable
         }, deadline, $"{Name} to be ready");
     }
 
+    /// <summary>SIGSTOP: the process runs no more code but keeps its sockets, so the broker keeps its unacked deliveries in its hands until it is killed.</summary>
+    public void Suspend()
+    {
+        using var stop = Process.Start(new ProcessStartInfo("kill", ["-STOP", Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { UseShellExecute = false })
+            ?? throw new InvalidOperationException("could not run kill -STOP");
+        stop.WaitForExit();
+        if (stop.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -STOP {Id} exited {stop.ExitCode}");
+        }
+    }
+
     /// <summary>SIGKILL: no shutdown code runs, sockets are closed by the kernel.</summary>
     public async Task KillAsync()
     {
