@@ -189,7 +189,15 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
         IDisposable[] registrations = [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM }.Select(s => PosixSignalRegistration.Create(s, context =>
         {
             context.Cancel = true;
-            source.Cancel();
+            try
+            {
+                source.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // A signal handled after `up` had stopped and disposed the source (a second Ctrl-C, or one the runtime
+                // dispatched just before the registration was disposed): there is nothing left to stop.
+            }
         }))];
         return (source, registrations);
     }
