@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using JestMesh.Cli.Demo;
 using JestMesh.Client;
 using JestMesh.Curation;
 using JestMesh.Protos.V1;
@@ -53,8 +54,8 @@ internal static class BenchSelectionLoad
         await stopSampling.CancelAsync();
         await sampler;
 
-        var latencies = learners.SelectMany(l => l.LatencyMs).Order().ToList();
-        var selection = learners.SelectMany(l => l.SelectionMs).Order().ToList();
+        var latencies = learners.SelectMany(l => l.LatencyMs).ToList();
+        var selection = learners.SelectMany(l => l.SelectionMs).ToList();
         var batches = learners.Sum(l => l.Trained);
         List<(double Seconds, double Mb)> during, after;
         lock (rss)
@@ -86,12 +87,13 @@ internal static class BenchSelectionLoad
         };
     }
 
-    private static Dictionary<string, double> Quantiles(List<double> sorted) => sorted.Count == 0 ? [] : new()
+    /// <summary>The report's quantiles (<see cref="Stats.Quantile"/>, interpolated), the maximum and the count.</summary>
+    private static Dictionary<string, double> Quantiles(List<double> values) => values.Count == 0 ? [] : new()
     {
-        ["p50"] = sorted[(int)Math.Floor(0.50 * (sorted.Count - 1))],
-        ["p99"] = sorted[(int)Math.Floor(0.99 * (sorted.Count - 1))],
-        ["max"] = sorted[^1],
-        ["count"] = sorted.Count,
+        ["p50"] = Stats.Quantile(values, 0.50),
+        ["p99"] = Stats.Quantile(values, 0.99),
+        ["max"] = values.Max(),
+        ["count"] = values.Count,
     };
 
     /// <summary>VmRSS of <paramref name="pid"/> every 250 ms until cancelled.</summary>

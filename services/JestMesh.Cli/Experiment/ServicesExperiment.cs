@@ -47,9 +47,10 @@ internal sealed class ServicesExperiment : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(spec);
         var run = new RunPlan(spec.PolicyName, spec.Independent, spec.FilterRatio, spec.ScoreResolution);
         var plan = _plan with { Seed = spec.Seed, Runs = [run] };
-        var driver = new RunDriver(_pipeline, plan, directory, $"exp-s{spec.Seed}-");
+        var prefix = $"exp-s{spec.Seed}-";
+        var driver = new RunDriver(_pipeline, plan, directory, prefix);
         var data = driver.RunAsync(run, new LineSink(spec.Name, plan.Steps), new LineSink("pipeline", 0), _cancellationToken).GetAwaiter().GetResult();
-        return From(spec, data, $"exp-s{spec.Seed}-{run.Slug}");
+        return From(spec, data, prefix + run.Slug);
     }
 
     /// <summary>The record of a run through the services (per-step learner times are not in the run summary: its totals are kept instead).</summary>
