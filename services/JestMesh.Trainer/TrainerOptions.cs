@@ -11,7 +11,10 @@ public sealed class TrainerOptions : IValidatableObject
 {
     public const string SectionName = "Trainer";
 
-    /// <summary>Address of the Selection service, e.g. http://selection:8080 (https:// for TLS).</summary>
+    /// <summary>
+    /// Address of the Selection service, e.g. http://selection:8080 (https:// for TLS), or the
+    /// replicas' addresses separated by commas (the trainer goes round them when one refuses or dies).
+    /// </summary>
     [Required]
     public string SelectionAddress { get; set; } = "";
 
@@ -142,11 +145,11 @@ public sealed class TrainerOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        if (!Uri.TryCreate(SelectionAddress, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+        if (!CurateChannel.TryParseAddresses(SelectionAddress, out var addresses, out var addressProblem))
         {
-            yield return new ValidationResult($"'{SelectionAddress}' must be an absolute http:// or https:// address.", [nameof(SelectionAddress)]);
+            yield return new ValidationResult(addressProblem, [nameof(SelectionAddress)]);
         }
-        else if ((Tls.HasCa || Tls.HasCertificate) && uri.Scheme == "http")
+        else if ((Tls.HasCa || Tls.HasCertificate) && addresses[0].Scheme == Uri.UriSchemeHttp)
         {
             yield return new ValidationResult($"'{SelectionAddress}' is http:// (no TLS) but Trainer:Tls is set: use https://, or drop the Tls settings.", [nameof(SelectionAddress)]);
         }
