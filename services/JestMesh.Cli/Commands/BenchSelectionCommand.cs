@@ -42,8 +42,9 @@ internal static class BenchSelectionCommand
         var loadSessions = new Option<int>("--load-sessions-per-job") { Description = "Concurrent Curate sessions per job in the load phase.", DefaultValueFactory = _ => 4 };
         var loadBatches = new Option<int>("--load-batches") { Description = "Curated batches per session in the load phase.", DefaultValueFactory = _ => 50 };
         var loadAfter = new Option<int>("--load-after-seconds") { Description = "Seconds Selection's memory is sampled after the load ends.", DefaultValueFactory = _ => 10 };
+        var loadReplicas = new Option<int>("--load-replicas") { Description = "Selection replicas in the load phase (each job served by one; the sessions are given every replica's address).", DefaultValueFactory = _ => 2 };
         var command = new Command("bench-selection", "Measure Selection throughput (learner-free sessions) and the trainer's data stall with JEST; writes JSON.");
-        foreach (var option in new Option[] { amqp, output, sessions, batches, batchSize, filter, steps, loadJobs, loadSessions, loadBatches, loadAfter })
+        foreach (var option in new Option[] { amqp, output, sessions, batches, batchSize, filter, steps, loadJobs, loadSessions, loadBatches, loadAfter, loadReplicas })
         {
             command.Options.Add(option);
         }
@@ -52,7 +53,7 @@ internal static class BenchSelectionCommand
             var settings = new BenchSettings(parse.GetValue(amqp)!, parse.GetValue(sessions), parse.GetValue(batches), parse.GetValue(batchSize), parse.GetValue(filter), parse.GetValue(steps))
             {
                 Load = new BenchSelectionLoad.Settings(parse.GetValue(loadJobs), parse.GetValue(loadSessions), parse.GetValue(loadBatches), parse.GetValue(filter),
-                    TimeSpan.FromSeconds(parse.GetValue(loadAfter))),
+                    TimeSpan.FromSeconds(parse.GetValue(loadAfter)), parse.GetValue(loadReplicas)),
             };
             if (settings.Sessions < 1 || settings.Batches < settings.Sessions || settings.BatchSize < 16 || settings.BatchSize % 16 != 0 || settings.FilterRatio is < 0 or >= 1)
             {
@@ -60,9 +61,9 @@ internal static class BenchSelectionCommand
                 return 2;
             }
 
-            if (settings.Load.Jobs < 0 || settings.Load.SessionsPerJob < 1 || settings.Load.BatchesPerSession < 1 || settings.Load.After < TimeSpan.Zero)
+            if (settings.Load.Jobs < 0 || settings.Load.SessionsPerJob < 1 || settings.Load.BatchesPerSession < 1 || settings.Load.After < TimeSpan.Zero || settings.Load.Replicas is < 1 or > 8)
             {
-                Console.Error.WriteLine("bench-selection: need --load-jobs ≥ 0, --load-sessions-per-job ≥ 1, --load-batches ≥ 1, --load-after-seconds ≥ 0.");
+                Console.Error.WriteLine("bench-selection: need --load-jobs ≥ 0, --load-sessions-per-job ≥ 1, --load-batches ≥ 1, --load-after-seconds ≥ 0, 1 ≤ --load-replicas ≤ 8.");
                 return 2;
             }
             var result = await RunAsync(settings, cancellationToken);
@@ -195,9 +196,28 @@ internal static class BenchSelectionCommand
             // Published super-batch ids are JOB-INDEX, INDEX cycling over the templates.
             ContrastiveEmbeddings View(string superBatchId) =>
                 views[int.Parse(superBatchId[(superBatchId.LastIndexOf('-') + 1)..], System.Globalization.CultureInfo.InvariantCulture) % views.Length];
-            using var channel = Channel(port);
-            result["load"] = await BenchSelectionLoad.RunAsync(channel, ApiKey, selection.ProcessId, settings.Load,
-                (job, count) => PublishAsync(publisher, connections.Topology, templates, job, count, cancellationToken), View, cancellationToken);
+            // The other replicas start now: until here the one above held every job it served.
+            var replicas = new List<BenchSelectionHost> { selection };
+            var ports = new List<int> { port };
+            try
+            {
+                while (replicas.Count < settings.Load.Replicas)
+                {
+                    ports.Add(FreePort());
+                    replicas.Add(await BenchSelectionHost.StartProcessAsync(settings.Amqp, prefix, ports[^1], ApiKey, probe, cancellationToken));
+                }
+
+                using var channel = Channel([.. ports]);
+                result["load"] = await BenchSelectionLoad.RunAsync(channel, ApiKey, [.. replicas.Select(r => r.ProcessId)], settings.Load,
+                    (job, count) => PublishAsync(publisher, connections.Topology, templates, job, count, cancellationToken), View, cancellationToken);
+            }
+            finally
+            {
+                foreach (var replica in replicas.Skip(1))
+                {
+                    await replica.DisposeAsync();
+                }
+            }
         }
 
         return result;
@@ -275,17 +295,14 @@ internal static class BenchSelectionCommand
     }
 
     /// <summary>
-    /// A channel to the Selection service with the Trainer service's defaults that matter here: 64 MiB
-    /// messages and a 4 MiB HTTP/2 stream window (Trainer:StreamWindowBytes), so a candidate does not
-    /// wait for WINDOW_UPDATE round trips.
+    /// A channel to the Selection replicas on <paramref name="ports"/> (<see cref="CurateChannel"/>, round-robin over
+    /// several) with the Trainer service's defaults that matter here: 64 MiB messages and a 4 MiB HTTP/2 stream window
+    /// (Trainer:StreamWindowBytes), so a candidate does not wait for WINDOW_UPDATE round trips.
     /// </summary>
-    private static Grpc.Net.Client.GrpcChannel Channel(int port) =>
-        Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{port}", new Grpc.Net.Client.GrpcChannelOptions
-        {
-            MaxReceiveMessageSize = 64 * 1024 * 1024,
-            MaxSendMessageSize = 64 * 1024 * 1024,
-            HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, InitialHttp2StreamWindowSize = 4 * 1024 * 1024 },
-        });
+    private static Grpc.Net.Client.GrpcChannel Channel(params int[] ports) =>
+        CurateChannel.Create(string.Join(',', ports.Select(p => $"http://127.0.0.1:{p}")),
+            new SocketsHttpHandler { EnableMultipleHttp2Connections = true, InitialHttp2StreamWindowSize = 4 * 1024 * 1024 },
+            new Grpc.Net.Client.GrpcChannelOptions { MaxReceiveMessageSize = 64 * 1024 * 1024, MaxSendMessageSize = 64 * 1024 * 1024 });
 
     /// <summary>
     /// The bench's learner in the Curate loop: the learning core's <see cref="LearnerSession"/> scores

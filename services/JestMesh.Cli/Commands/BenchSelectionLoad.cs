@@ -15,15 +15,15 @@ namespace JestMesh.Cli.Commands;
 /// computed before the clock starts, so what is measured is Selection and the broker behind it, not a model.
 /// Per curated batch: the client's time from handing over the learner's scores to receiving the batch (an upper
 /// bound on Selection's scores-received-to-batch-sent: it adds the two loopback hops and the client's own
-/// decoding) and the selection time Selection reports; Selection's resident memory sampled during the load and
+/// decoding) and the selection time Selection reports; Selection's resident memory (summed over its replicas) sampled during the load and
 /// for a while after it.
 /// </summary>
 internal static class BenchSelectionLoad
 {
-    public sealed record Settings(int Jobs, int SessionsPerJob, int BatchesPerSession, double FilterRatio, TimeSpan After);
+    public sealed record Settings(int Jobs, int SessionsPerJob, int BatchesPerSession, double FilterRatio, TimeSpan After, int Replicas);
 
     public static async Task<Dictionary<string, object>> RunAsync(
-        Grpc.Net.Client.GrpcChannel channel, string apiKey, int selectionPid, Settings settings,
+        Grpc.Net.Client.GrpcChannel channel, string apiKey, IReadOnlyList<int> selectionPids, Settings settings,
         Func<string, int, Task> publish, Func<string, ContrastiveEmbeddings> learnerView, CancellationToken cancellationToken)
     {
         var jobs = Enumerable.Range(0, settings.Jobs).Select(j => $"load-{j}").ToList();
@@ -37,10 +37,10 @@ internal static class BenchSelectionLoad
         var rss = new List<(double Seconds, double Mb)>();
         var clock = Stopwatch.StartNew();
         using var stopSampling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var sampler = SampleRssAsync(selectionPid, clock, rss, stopSampling.Token);
+        var sampler = SampleRssAsync(selectionPids, clock, rss, stopSampling.Token);
         var learners = jobs.SelectMany(job => Enumerable.Range(0, settings.SessionsPerJob).Select(_ => new InstantLearner(settings.BatchesPerSession, learnerView, job))).ToList();
         var start = clock.Elapsed.TotalSeconds;
-        await Task.WhenAll(learners.Select(learner => new CurateSession(channel, new CurateSettings
+        var sessions = learners.Select(learner => new CurateSession(channel, new CurateSettings
         {
             Job = learner.Job,
             ApiKey = apiKey,
@@ -48,7 +48,10 @@ internal static class BenchSelectionLoad
             FilterRatio = settings.FilterRatio,
             Chunks = 16,
             Gain = 1,
-        }, NullLogger.Instance).RunAsync(learner, cancellationToken)));
+            // A session that first reaches a replica not serving its job moves on to the next one at once.
+            ReconnectDelay = TimeSpan.FromMilliseconds(20),
+        }, NullLogger.Instance)).ToList();
+        await Task.WhenAll(sessions.Select((session, i) => session.RunAsync(learners[i], cancellationToken)));
         var end = clock.Elapsed.TotalSeconds;
         await Task.Delay(settings.After, cancellationToken);
         await stopSampling.CancelAsync();
@@ -68,6 +71,8 @@ internal static class BenchSelectionLoad
         {
             ["jobs"] = settings.Jobs,
             ["sessions"] = settings.Jobs * settings.SessionsPerJob,
+            ["selection_replicas"] = selectionPids.Count,
+            ["reconnects"] = sessions.Sum(s => s.Stats.Reconnects),
             ["policy"] = "learnability, joint, 16 chunks, gain 1",
             ["batches"] = batches,
             ["seconds"] = end - start,
@@ -96,21 +101,29 @@ internal static class BenchSelectionLoad
         ["count"] = values.Count,
     };
 
-    /// <summary>VmRSS of <paramref name="pid"/> every 250 ms until cancelled.</summary>
-    private static async Task SampleRssAsync(int pid, Stopwatch clock, List<(double Seconds, double Mb)> samples, CancellationToken cancellationToken)
+    /// <summary>VmRSS summed over the processes <paramref name="pids"/> every 250 ms until cancelled.</summary>
+    private static async Task SampleRssAsync(IReadOnlyList<int> pids, Stopwatch clock, List<(double Seconds, double Mb)> samples, CancellationToken cancellationToken)
     {
-        var status = $"/proc/{pid}/status";
         while (!cancellationToken.IsCancellationRequested)
         {
-            if (File.Exists(status))
+            double kb = 0;
+            var seen = 0;
+            foreach (var pid in pids)
             {
-                var line = File.ReadLines(status).FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
-                if (line is not null && double.TryParse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var kb))
+                var status = $"/proc/{pid}/status";
+                var line = File.Exists(status) ? File.ReadLines(status).FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal)) : null;
+                if (line is not null && double.TryParse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var one))
                 {
-                    lock (samples)
-                    {
-                        samples.Add((clock.Elapsed.TotalSeconds, kb / 1024));
-                    }
+                    kb += one;
+                    seen++;
+                }
+            }
+
+            if (seen == pids.Count)
+            {
+                lock (samples)
+                {
+                    samples.Add((clock.Elapsed.TotalSeconds, kb / 1024));
                 }
             }
 
