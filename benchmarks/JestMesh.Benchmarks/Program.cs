@@ -5,12 +5,15 @@ using JestMesh.Curation;
 
 if (args.Length > 0 && args[0] == "softmax")
 {
-    // Sigmoid vs softmax (and the frozen pre-rewrite softmax with "old"), interleaved: softmax N b reps [old]
+    // Sigmoid vs softmax (and the frozen pre-rewrite softmax with "old"), interleaved: softmax N b reps [old] [--json FILE]
+    var json = Array.IndexOf(args, "--json") is var at and > 0 && at + 1 < args.Length ? args[at + 1] : null;
+    var positional = args.Where((a, i) => a != "--json" && (i == 0 || args[i - 1] != "--json")).ToArray();
     SoftmaxCompare.Run(
-        args.Length > 1 ? int.Parse(args[1]) : 2048,
-        args.Length > 2 ? int.Parse(args[2]) : 512,
-        args.Length > 3 ? int.Parse(args[3]) : 9,
-        args.Length > 4 && args[4] == "old");
+        positional.Length > 1 ? int.Parse(positional[1]) : 2048,
+        positional.Length > 2 ? int.Parse(positional[2]) : 512,
+        positional.Length > 3 ? int.Parse(positional[3]) : 9,
+        positional.Length > 4 && positional[4] == "old",
+        json);
     return;
 }
 

@@ -8,8 +8,12 @@ namespace JestMesh.Benchmarks;
 /// <remarks>Besides whole selections it times the phases of the softmax state (Initialize, the chunk Adds, SelectedScore) through the public interface.</remarks>
 public static class SoftmaxCompare
 {
-    public static void Run(int n, int b, int reps, bool baseline)
+    private static readonly System.Text.Json.JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    /// <summary>Runs <paramref name="reps"/> interleaved rounds and prints medians; with <paramref name="json"/>, writes them there too.</summary>
+    public static void Run(int n, int b, int reps, bool baseline, string? json = null)
     {
+        var loadBefore = LoadAverage();
         const int chunks = 16;
         var (learner, reference) = SyntheticSuperBatch.Create(n, 64, 1);
         var options = new SamplerOptions { BatchSize = b, Chunks = chunks };
@@ -63,12 +67,42 @@ public static class SoftmaxCompare
             Console.WriteLine($"softmax selects the same indices as softmax-old in {sameIndices} of {reps} seeds");
         }
 
+        var figures = new Dictionary<string, object>
+        {
+            ["n"] = n,
+            ["b"] = b,
+            ["chunks"] = chunks,
+            ["reps"] = reps,
+            ["machine"] = $"{Environment.ProcessorCount} cores, {Environment.OSVersion}",
+            ["load_average_before"] = loadBefore,
+            ["load_average_after"] = LoadAverage(),
+        };
         foreach (var (name, _) in variants)
         {
             var p = phases[name];
+            figures[name] = new Dictionary<string, double>
+            {
+                ["select_median_ms"] = Median(whole[name]),
+                ["select_min_ms"] = whole[name].Min(),
+                ["cpu_median_ms"] = Median(cpu[name]),
+                ["initialize_cpu_median_ms"] = Median(p.Select(x => x.InitCpu)),
+                ["adds_cpu_median_ms"] = Median(p.Select(x => x.AddCpu)),
+                ["selected_score_cpu_median_ms"] = Median(p.Select(x => x.ScoreCpu)),
+            };
             Console.WriteLine(
                 $"{name,-12} N={n} b={b}: select median {Median(whole[name]):F1} ms (min {whole[name].Min():F1}, CPU median {Median(cpu[name]):F1} ms); phases median: Initialize {Median(p.Select(x => x.Init)):F1} ms, " +
                 $"{chunks} Adds {Median(p.Select(x => x.Add)):F1} ms, SelectedScore {Median(p.Select(x => x.Score)):F1} ms; CPU {Median(p.Select(x => x.InitCpu)):F1} / {Median(p.Select(x => x.AddCpu)):F1} / {Median(p.Select(x => x.ScoreCpu)):F1} ms");
+        }
+
+        // The target's figure: softmax over sigmoid, per round (both timed back to back), then the median.
+        var wallRatio = Median(whole["softmax"].Zip(whole["sigmoid"], (s, g) => s / g));
+        var cpuRatio = Median(cpu["softmax"].Zip(cpu["sigmoid"], (s, g) => s / g));
+        figures["softmax_over_sigmoid_wall_median"] = wallRatio;
+        figures["softmax_over_sigmoid_cpu_median"] = cpuRatio;
+        Console.WriteLine($"softmax / sigmoid, median over rounds: wall {wallRatio:F2}×, CPU {cpuRatio:F2}×");
+        if (json is not null)
+        {
+            File.WriteAllText(json, System.Text.Json.JsonSerializer.Serialize(figures, Indented));
         }
     }
 
@@ -102,6 +136,8 @@ public static class SoftmaxCompare
         var cpu3 = process.TotalProcessorTime;
         return (init, add, score, (cpu1 - cpu0).TotalMilliseconds, (cpu2 - cpu1).TotalMilliseconds, (cpu3 - cpu2).TotalMilliseconds);
     }
+
+    private static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "";
 
     private static double Median(IEnumerable<double> values)
     {
