@@ -31,6 +31,9 @@ public sealed class SessionState
         _idleSinceUnixMs = createdUnixSeconds * 1000;
     }
 
+    /// <summary>A session as its record in the log opened it (no batch yet).</summary>
+    internal static SessionState From(SessionRecord record) => new(record.SessionId, record.Settings, record.LearnerFree, record.CreatedUnixMs / 1000);
+
     public string Id { get; }
 
     public SessionOpen Settings { get; }
@@ -331,7 +334,7 @@ public sealed partial class SessionStore : IDisposable
                     {
                         return SelectionLogRecord.KindOneofCase.None;
                     }
-                    _sessions[s.SessionId] = new SessionState(s.SessionId, s.Settings, s.LearnerFree, s.CreatedUnixMs / 1000);
+                    _sessions[s.SessionId] = SessionState.From(s);
                     return SelectionLogRecord.KindOneofCase.Session;
                 case SelectionLogRecord.KindOneofCase.Batch:
                     var batch = record.Batch;
@@ -396,7 +399,7 @@ public sealed partial class SessionStore : IDisposable
         {
             if (record.Session is { } s && s.SessionId == sessionId)
             {
-                state ??= new SessionState(s.SessionId, s.Settings, s.LearnerFree, s.CreatedUnixMs / 1000);
+                state ??= SessionState.From(s);
             }
             else if (state is not null && record.Batch is { } batch && batch.SessionId == sessionId && !_fences.IsStale(record.Job, record.Fence, offset))
             {
