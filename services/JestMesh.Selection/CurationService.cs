@@ -196,7 +196,7 @@ public sealed partial class CurationService(SessionStore store, JobFeeds feeds, 
         {
             var session = await store.CreateAsync(settings, learnerFree, cancellationToken);
             // `opened` goes out only for a session whose record no takeover can follow (see RecordAsync).
-            await feed.ConfirmHeldAsync(cancellationToken);
+            await feed.ConfirmHeldAsync($"new session {session.Id}", cancellationToken);
             LogOpened(logger, session.Id, session.Job, settings.Policy);
             return session;
         }

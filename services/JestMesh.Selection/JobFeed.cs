@@ -177,8 +177,10 @@ public sealed partial class JobFeed : IAsyncDisposable
     /// log, so no takeover marker (and no fence) can follow it. No answer (the connection or its
     /// node is gone, or the broker did not answer in time) ends the feed and releases the lock.
     /// </summary>
+    /// <param name="recorded">What was just recorded and waits to be sent (named in the error).</param>
+    /// <param name="cancellationToken">Cancels the check (the lock then counts as unconfirmed).</param>
     /// <exception cref="SelectionException">UNAVAILABLE when the lock is not confirmed.</exception>
-    internal async Task ConfirmHeldAsync(CancellationToken cancellationToken)
+    internal async Task ConfirmHeldAsync(string recorded, CancellationToken cancellationToken)
     {
         var channel = _channel ?? throw new InvalidOperationException($"job {Job}'s feed was not started.");
         string reason;
@@ -201,7 +203,7 @@ public sealed partial class JobFeed : IAsyncDisposable
         }
         await ReleaseAsync(reason);
         throw SelectionException.Unavailable(
-            $"this replica could not confirm it still holds job {ClientText.Quote(Job)} ({reason}); the batch was recorded but not sent: resume the session, the log decides whether it is replayed or curated again.");
+            $"this replica could not confirm it still holds job {ClientText.Quote(Job)} ({reason}); {recorded} was recorded but not sent: resume (or open again), the batch log decides what counts.");
     }
 
     /// <summary>Ends the feed after a failed lock check: its sessions end, and the lock goes to whichever replica takes the job next (this one included).</summary>

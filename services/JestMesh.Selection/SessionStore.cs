@@ -552,7 +552,7 @@ public sealed partial class SessionStore : IDisposable
         SelectionTelemetry.RecordLatency.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         // Not confirmed: the record may be fenced (after another replica's takeover) or not; either
         // way a later read of the log decides, and this replica's memory does not run ahead of it.
-        await holder.ConfirmHeldAsync(cancellationToken);
+        await holder.ConfirmHeldAsync($"batch {batch.Sequence} of session {session.Id}", cancellationToken);
         session.Recorded(batch.Sequence, batch.RecordedUnixMs / 1000);
         _recordedSuperBatches.Add(session.Job, batch.SuperBatchId, batch.RecordedUnixMs / 1000, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
         SelectionTelemetry.Batches.Add(1);
