@@ -172,7 +172,7 @@ public sealed partial class CurationService(SessionStore store, JobFeeds feeds, 
     /// <summary>
     /// The job a resume belongs to: the session's, when this replica knows it (in memory or evicted);
     /// else the job the resume names. Only a resume that names none, of a session this replica does
-    /// not know, reads the log to its end (appending a marker) to find it.
+    /// not know, reads the log to its end (a marker shared by such resumes, at most one a second) to find it.
     /// </summary>
     private async Task<string> JobOfAsync(SessionOpen open, string field, CancellationToken cancellationToken)
     {
@@ -185,7 +185,7 @@ public sealed partial class CurationService(SessionStore store, JobFeeds feeds, 
             return open.Job;
         }
         // Opened on another replica since this one last read the log: read on, then look again.
-        await store.CatchUpAsync(null, cancellationToken);
+        await store.ReadToEndForLookupAsync(cancellationToken);
         return store.JobOf(open.SessionId)
             ?? throw SelectionException.NotFound($"{field}.session_id {ClientText.Quote(open.SessionId)} is not a session of this service (or it expired from the batch log).");
     }

@@ -233,6 +233,12 @@ public sealed partial class SessionStore : IDisposable
     private readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _catchingUp = new(1, 1);
     private long? _nextOffset;
+    private readonly Lock _lookupGate = new();
+    private Task? _nextLookup;
+    private DateTime _lastLookup = DateTime.MinValue;
+
+    /// <summary>At most one read of the log to its end per this interval for client lookups (<see cref="ReadToEndForLookupAsync"/>).</summary>
+    internal static readonly TimeSpan LookupInterval = TimeSpan.FromSeconds(1);
 
     public SessionStore(BatchLog log, ILogger<SessionStore> logger)
     {
@@ -314,6 +320,35 @@ public sealed partial class SessionStore : IDisposable
         finally
         {
             _catchingUp.Release();
+        }
+    }
+
+    /// <summary>
+    /// Reads the log to its end for a lookup a client asked for (a resume naming no job, of a session
+    /// this replica does not know): such reads share one marker and start at most once per
+    /// <see cref="LookupInterval"/>, so clients, however many and whatever ids they name, add at most
+    /// one marker to the log per interval. Each caller waits for a read that starts after it asked.
+    /// </summary>
+    public Task ReadToEndForLookupAsync(CancellationToken cancellationToken)
+    {
+        lock (_lookupGate)
+        {
+            if (_nextLookup is null)
+            {
+                var wait = TimeSpan.FromTicks(Math.Max(0, (_lastLookup + LookupInterval - DateTime.UtcNow).Ticks));
+                _nextLookup = Task.Run(async () =>
+                {
+                    await Task.Delay(wait, CancellationToken.None);
+                    lock (_lookupGate)
+                    {
+                        // Who asks from now on needs a read that starts later than this one.
+                        _nextLookup = null;
+                        _lastLookup = DateTime.UtcNow;
+                    }
+                    await CatchUpAsync(null, CancellationToken.None);
+                }, CancellationToken.None);
+            }
+            return _nextLookup.WaitAsync(cancellationToken);
         }
     }
 

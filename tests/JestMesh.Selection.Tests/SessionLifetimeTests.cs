@@ -74,7 +74,7 @@ public sealed class SessionLifetimeTests(SelectionFixture fixture)
     }
 
     [Fact]
-    public async Task A_resume_of_a_session_the_log_never_recorded_is_not_found_and_appends_nothing()
+    public async Task A_resume_of_a_session_the_log_never_recorded_is_not_found_and_appends_nothing_or_shares_a_bounded_read()
     {
         var options = fixture.Broker.Options(TestNames.Unique("ghost-session"));
         await using var broker = new BrokerClient(options);
@@ -101,7 +101,20 @@ public sealed class SessionLifetimeTests(SelectionFixture fixture)
         }
 
         // Only the first counting marker was added in between.
-        Assert.Equal(before + 1, await RecordsBeforeAMarkerAsync(log));
+        var afterNamed = await RecordsBeforeAMarkerAsync(log);
+        Assert.Equal(before + 1, afterNamed);
+
+        // Resumes that name no job must read the log to its end to learn the session's job: ten at once
+        // share their reads (at most one a second), each still NOT_FOUND.
+        var unnamed = Enumerable.Range(0, 10).Select(async _ =>
+        {
+            using var call = client.StreamBatches(new StreamBatchesRequest { Session = new SessionOpen { SessionId = Guid.NewGuid().ToString("N") }, MaxBatches = 1 }, SelectionHost.Auth());
+            var error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext().WaitAsync(Deadline));
+            Assert.Equal(StatusCode.NotFound, error.StatusCode);
+        }).ToList();
+        await Task.WhenAll(unnamed);
+        var reads = await RecordsBeforeAMarkerAsync(log) - afterNamed - 1;
+        Assert.InRange(reads, 1, 9);
     }
 
     [Fact]
