@@ -49,6 +49,8 @@ public static class Telemetry
         public const string Loss = "jestmesh.loss";
         public const string CacheHits = "jestmesh.scoring.cache_hits";
         public const string CacheMisses = "jestmesh.scoring.misses";
+        /// <summary>The batch log (stream name) a Selection replica serves from: tells replicas apart in one process.</summary>
+        public const string SelectionLog = "jestmesh.selection.log";
     }
 
     /// <summary>Metric names.</summary>
@@ -65,6 +67,9 @@ public static class Telemetry
         public const string SelectionBatches = "jestmesh.selection.batches";
         public const string SelectionReplayed = "jestmesh.selection.replayed";
         public const string SelectionStaleness = "jestmesh.selection.learner_staleness";
+        public const string SelectionSessionsLive = "jestmesh.selection.sessions.live";
+        public const string SelectionSessionsEvicted = "jestmesh.selection.sessions.evicted";
+        public const string SelectionSessionsRebuilt = "jestmesh.selection.sessions.rebuilt";
         public const string TrainerDataStall = "jestmesh.trainer.data_stall";
         public const string TrainerStep = "jestmesh.trainer.step";
         public const string TrainerReconnects = "jestmesh.trainer.reconnects";

@@ -103,37 +103,34 @@ public sealed partial class CurationService(SessionStore store, JobFeeds feeds, 
             throw RpcErrors.Invalid(ex);
         }
         await store.Loaded.WaitAsync(cancellationToken);
-        SessionState? existing = null;
-        if (!open.IsNew)
-        {
-            if (!store.TryGet(open.SessionId, out existing))
-            {
-                // A session opened on another replica since this one last read the log: read on, then look again.
-                await store.CatchUpAsync(cancellationToken);
-                if (!store.TryGet(open.SessionId, out existing))
-                {
-                    throw SelectionException.NotFound($"{field}.session_id {ClientText.Quote(open.SessionId)} is not a session of this service (or it expired from the batch log).");
-                }
-            }
-            if (existing.LearnerFree != learnerFree)
-            {
-                throw new InvalidCurationInputException($"{field}.session_id {ClientText.Quote(open.SessionId)} is a {(existing.LearnerFree ? "StreamBatches" : "Curate")} session.");
-            }
-            try
-            {
-                open.ValidateResume(existing.Settings, field);
-            }
-            catch (InvalidDataException ex)
-            {
-                throw RpcErrors.Invalid(ex);
-            }
-        }
-        var settings = existing?.Settings ?? open;
-        var curation = BatchSelector.ToCurationSettings(settings);
-        var membership = await feeds.JoinAsync(settings.Job, field, deadline, cancellationToken);
+        var job = open.IsNew ? open.Job : await JobOfAsync(open, field, cancellationToken);
+        var membership = await feeds.JoinAsync(job, field, deadline, cancellationToken);
         try
         {
             var feed = membership.Feed;
+            SessionState? existing = null;
+            if (!open.IsNew)
+            {
+                // This replica holds the job now, and only a job's holder opens its sessions; its
+                // takeover read the log up to its own marker: a session of the job it does not know
+                // was never opened, or has left the log. Nothing is appended to find that out.
+                existing = await store.FindAsync(open.SessionId, cancellationToken)
+                    ?? throw SelectionException.NotFound($"{field}.session_id {ClientText.Quote(open.SessionId)} is not a session of job {ClientText.Quote(job)} (never opened, or expired from the batch log after Selection:LogMaxAge).");
+                if (existing.LearnerFree != learnerFree)
+                {
+                    throw new InvalidCurationInputException($"{field}.session_id {ClientText.Quote(open.SessionId)} is a {(existing.LearnerFree ? "StreamBatches" : "Curate")} session.");
+                }
+                try
+                {
+                    open.ValidateResume(existing.Settings, field);
+                }
+                catch (InvalidDataException ex)
+                {
+                    throw RpcErrors.Invalid(ex);
+                }
+            }
+            var settings = existing?.Settings ?? open;
+            var curation = BatchSelector.ToCurationSettings(settings);
             if (feed.LastSuperBatchSize == 0 && existing is null)
             {
                 // The first session of a job learns N, b and the reference from its first super-batch.
@@ -149,9 +146,11 @@ public sealed partial class CurationService(SessionStore store, JobFeeds feeds, 
             {
                 throw new CurationPreconditionException($"{field}.chunks {curation.Chunks} does not divide b = {curation.BatchSizeFor(n)}, the batch {field}.filter_ratio {curation.FilterRatio} gives for the job's super-batches of N = {n}.");
             }
-            var session = existing ?? await CreateAsync(settings, learnerFree, cancellationToken);
+            var session = existing ?? await CreateAsync(settings, learnerFree, feed, cancellationToken);
             // A stopping replica ends its streams at once (clients resume elsewhere) instead of holding shutdown.
             var lease = await store.AttachAsync(session, cancellationToken, lifetime.ApplicationStopping);
+            // The session evicted and rebuilt meanwhile is the lease's.
+            session = lease.Session;
             if (open.Cursor > session.LastSequence)
             {
                 await lease.DisposeAsync();
@@ -170,11 +169,34 @@ public sealed partial class CurationService(SessionStore store, JobFeeds feeds, 
         }
     }
 
-    private async Task<SessionState> CreateAsync(SessionOpen settings, bool learnerFree, CancellationToken cancellationToken)
+    /// <summary>
+    /// The job a resume belongs to: the session's, when this replica knows it (in memory or evicted);
+    /// else the job the resume names. Only a resume that names none, of a session this replica does
+    /// not know, reads the log to its end (a marker shared by such resumes, at most one a second) to find it.
+    /// </summary>
+    private async Task<string> JobOfAsync(SessionOpen open, string field, CancellationToken cancellationToken)
+    {
+        if (store.JobOf(open.SessionId) is { } known)
+        {
+            return known;
+        }
+        if (open.Job.Length > 0)
+        {
+            return open.Job;
+        }
+        // Opened on another replica since this one last read the log: read on, then look again.
+        await store.ReadToEndForLookupAsync(cancellationToken);
+        return store.JobOf(open.SessionId)
+            ?? throw SelectionException.NotFound($"{field}.session_id {ClientText.Quote(open.SessionId)} is not a session of this service (or it expired from the batch log).");
+    }
+
+    private async Task<SessionState> CreateAsync(SessionOpen settings, bool learnerFree, JobFeed feed, CancellationToken cancellationToken)
     {
         try
         {
             var session = await store.CreateAsync(settings, learnerFree, cancellationToken);
+            // `opened` goes out only for a session whose record no takeover can follow (see RecordAsync).
+            await feed.ConfirmHeldAsync($"new session {session.Id}", cancellationToken);
             LogOpened(logger, session.Id, session.Job, settings.Policy);
             return session;
         }

@@ -103,6 +103,9 @@ public sealed class Delivery
 /// </summary>
 public sealed partial class JobFeed : IAsyncDisposable
 {
+    // How long a lock check waits for the broker before it counts the lock as lost.
+    private static readonly TimeSpan HoldCheckTimeout = TimeSpan.FromSeconds(10);
+
     private readonly PriorityQueue<Delivery, long> _ready = new();
     // Every super-batch the feed holds (ready or taken) by id: a second delivery of one (a duplicate
     // copy routed by two replicas' routers) is never a second batch.
@@ -114,6 +117,7 @@ public sealed partial class JobFeed : IAsyncDisposable
     private readonly ConfirmedPublisher _publisher;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _lost = new();
+    private IConnection? _holding;
     private IChannel? _channel;
     private volatile bool _disposing;
     private long _arrivals;
@@ -163,6 +167,80 @@ public sealed partial class JobFeed : IAsyncDisposable
     /// <summary>True once the feed lost its channel.</summary>
     public bool IsLost => _lost.IsCancellationRequested;
 
+    /// <summary>The stream offset of this replica's takeover marker for the job: every batch it records carries it.</summary>
+    public long Fence { get; internal set; }
+
+    /// <summary>
+    /// Asks the broker, over the holding connection, whether the job's lock is still this feed's.
+    /// Called after a batch's record is confirmed and before the batch is sent: an answer that
+    /// comes back means no other replica had taken the job when the record was already in the
+    /// log, so no takeover marker (and no fence) can follow it. No answer (the connection or its
+    /// node is gone, or the broker did not answer in time) ends the feed and releases the lock.
+    /// </summary>
+    /// <param name="recorded">What was just recorded and waits to be sent (named in the error).</param>
+    /// <param name="cancellationToken">Cancels the check (the lock then counts as unconfirmed).</param>
+    /// <exception cref="SelectionException">UNAVAILABLE when the lock is not confirmed.</exception>
+    internal async Task ConfirmHeldAsync(string recorded, CancellationToken cancellationToken)
+    {
+        var channel = _channel ?? throw new InvalidOperationException($"job {Job}'s feed was not started.");
+        string reason;
+        try
+        {
+            if (!_lost.IsCancellationRequested)
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timeout.CancelAfter(HoldCheckTimeout);
+                await channel.QueueDeclarePassiveAsync(_connections.Topology.JobHolder(Job), timeout.Token);
+                return;
+            }
+            reason = "its channel closed";
+        }
+        catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.OperationInterruptedException or RabbitMQ.Client.Exceptions.AlreadyClosedException
+            or IOException or OperationCanceledException or TimeoutException)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            reason = ex.Message;
+        }
+        await ReleaseAsync(reason);
+        throw SelectionException.Unavailable(
+            $"this replica could not confirm it still holds job {ClientText.Quote(Job)} ({reason}); {recorded} was recorded but not sent: resume (or open again), the batch log decides what counts.");
+    }
+
+    /// <summary>Ends the feed after a failed lock check: its sessions end, and the lock goes to whichever replica takes the job next (this one included).</summary>
+    private async Task ReleaseAsync(string reason)
+    {
+        if (!_lost.IsCancellationRequested)
+        {
+            LogLost(_logger, Job, reason);
+            _lost.Cancel();
+        }
+        try
+        {
+            // What the feed holds unacked goes back to the job's queue for the next holder.
+            await _channel!.CloseAsync();
+        }
+        catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.OperationInterruptedException or RabbitMQ.Client.Exceptions.AlreadyClosedException or IOException)
+        {
+            // Closed already, with its connection.
+        }
+        try
+        {
+            // While the holding connection lives the lock is still this replica's: delete it, so the
+            // job is not stuck here. (Refused when another connection holds it: then it is not ours.)
+            if (_holding is not { IsOpen: true } connection)
+            {
+                return;
+            }
+            await using var channel = await connection.CreateChannelAsync();
+            await channel.QueueDeleteAsync(_connections.Topology.JobHolder(Job), ifUnused: false, ifEmpty: false);
+        }
+        catch (Exception ex) when (ex is RabbitMQ.Client.Exceptions.OperationInterruptedException or RabbitMQ.Client.Exceptions.AlreadyClosedException
+            or IOException or OperationCanceledException)
+        {
+            // Gone with its connection, or held by another connection: either way not ours.
+        }
+    }
+
     /// <summary>
     /// Takes the job's lock and consumes its queue on the holding connection.
     /// </summary>
@@ -170,6 +248,7 @@ public sealed partial class JobFeed : IAsyncDisposable
     internal async Task StartAsync(int prefetch, CancellationToken cancellationToken)
     {
         var connection = await _connections.HoldingConnectionAsync(cancellationToken);
+        _holding = connection;
         _channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
         // One replica at a time consumes a job's queue, so a job is never split between replicas:
         // the lock is an exclusive queue of this connection (another replica's declare is refused

@@ -187,7 +187,9 @@ public sealed class JobFeeds : IAsyncDisposable
             {
                 // The job is this replica's now, and the replica that served it before is gone (its
                 // consumer with it): read what it recorded, so its sessions resume here where they were.
-                await _store.CatchUpAsync(CancellationToken.None);
+                // Its marker says the job is this replica's from here on; the marker's offset fences
+                // the batches of every earlier holder that land after it.
+                feed.Fence = (await _store.CatchUpAsync(job, CancellationToken.None)).Fence;
             }
             catch
             {

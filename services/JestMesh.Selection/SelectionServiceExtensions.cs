@@ -23,6 +23,7 @@ public static class SelectionServiceExtensions
         services.AddSingleton<ApiKeyInterceptor>();
         services.AddSingleton<ClientCertificateInterceptor>();
         services.AddHostedService<ScoredRouter>();
+        services.AddHostedService<IdleSessionEvictor>();
         services.AddHealthChecks()
             .AddReadinessCheck("batch-log", sp => sp.GetRequiredService<SessionStore>().IsLoaded, "the batch log is read back")
             .AddReadinessCheck("broker", sp => sp.GetRequiredService<BrokerConnections>().IsHealthy, "the broker connections are open");

@@ -60,7 +60,7 @@ internal sealed class SessionPump(SessionStore store, SessionState session, JobF
             // either in the log (and will be replayed) or not (and the super-batch goes back).
             try
             {
-                await store.RecordAsync(session, batch, CancellationToken.None);
+                await store.RecordAsync(session, batch, feed, CancellationToken.None);
             }
             catch (Exception ex) when (ex is PublishRejectedException or PublishUnroutableException)
             {

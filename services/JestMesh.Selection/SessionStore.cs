@@ -15,8 +15,12 @@ public sealed class SessionState
     internal const int RecentRecordTimes = 256;
 
     private readonly Lock _recording = new();
+    private readonly Lock _pinning = new();
     private long[]? _recent;
     private CancellationTokenSource? _attached;
+    private int _pins;
+    private bool _evicted;
+    private long _idleSinceUnixMs;
 
     internal SessionState(string id, SessionOpen settings, bool learnerFree, long createdUnixSeconds)
     {
@@ -24,7 +28,11 @@ public sealed class SessionState
         Settings = settings;
         LearnerFree = learnerFree;
         CreatedUnixSeconds = createdUnixSeconds;
+        _idleSinceUnixMs = createdUnixSeconds * 1000;
     }
+
+    /// <summary>A session as its record in the log opened it (no batch yet).</summary>
+    internal static SessionState From(SessionRecord record) => new(record.SessionId, record.Settings, record.LearnerFree, record.CreatedUnixMs / 1000);
 
     public string Id { get; }
 
@@ -89,7 +97,59 @@ public sealed class SessionState
         _recent ??= new long[RecentRecordTimes];
         _recent[(int)((sequence - 1) % RecentRecordTimes)] = unixSeconds;
         LastSequence = sequence;
+        lock (_pinning)
+        {
+            // A session read from the log has been idle since its last batch, not since the read.
+            _idleSinceUnixMs = Math.Max(_idleSinceUnixMs, unixSeconds * 1000);
+        }
         return true;
+    }
+
+    /// <summary>Keeps the session in memory while a stream opens or holds it; false once it was evicted (look it up again).</summary>
+    internal bool TryPin()
+    {
+        lock (_pinning)
+        {
+            if (_evicted)
+            {
+                return false;
+            }
+            _pins++;
+            return true;
+        }
+    }
+
+    /// <summary>Ends a pin; the session is idle from <paramref name="nowUnixMs"/> when it was the last.</summary>
+    internal void Unpin(long nowUnixMs)
+    {
+        lock (_pinning)
+        {
+            _pins--;
+            _idleSinceUnixMs = Math.Max(_idleSinceUnixMs, nowUnixMs);
+        }
+    }
+
+    /// <summary>Counts the session as busy until <paramref name="nowUnixMs"/> (it was just rebuilt for a stream).</summary>
+    internal void Touch(long nowUnixMs)
+    {
+        lock (_pinning)
+        {
+            _idleSinceUnixMs = Math.Max(_idleSinceUnixMs, nowUnixMs);
+        }
+    }
+
+    /// <summary>Marks the session evicted when nothing pins it and it has been idle since before <paramref name="idleBeforeUnixMs"/>.</summary>
+    internal bool TryEvict(long idleBeforeUnixMs)
+    {
+        lock (_pinning)
+        {
+            if (_pins > 0 || _idleSinceUnixMs > idleBeforeUnixMs)
+            {
+                return false;
+            }
+            _evicted = true;
+            return true;
+        }
     }
 
     /// <summary>Makes <paramref name="attached"/> the session's stream and returns the one it replaces.</summary>
@@ -139,6 +199,7 @@ public sealed class SessionLease : IAsyncDisposable
         {
             Session.Detach(_cts);
             Session.Gate.Release();
+            Session.Unpin(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             _cts.Dispose();
         }
         return ValueTask.CompletedTask;
@@ -149,6 +210,8 @@ public sealed class SessionLease : IAsyncDisposable
 /// Sessions and the record of every curated batch, kept in the <see cref="BatchLog"/> and indexed in
 /// memory. At start the whole log is read back, so sessions survive a restart of the service; a
 /// replica that takes a job over from another reads on from where it stopped (<see cref="CatchUpAsync"/>).
+/// A session idle for Selection:SessionIdleTimeout is dropped from memory (<see cref="EvictIdle"/>),
+/// leaving a few words that say where it is in the log; <see cref="FindAsync"/> rebuilds it from there.
 /// </summary>
 public sealed partial class SessionStore : IDisposable
 {
@@ -156,19 +219,33 @@ public sealed partial class SessionStore : IDisposable
     // this much earlier than the record and skip what does not belong.
     private const long ReplayMarginSeconds = 5;
 
+    private const long RebuildGiveUpMs = 60_000;
+
     private readonly BatchLog _log;
     private readonly ILogger<SessionStore> _logger;
     private readonly ConcurrentDictionary<string, SessionState> _sessions = new(StringComparer.Ordinal);
+    // Sessions dropped from memory: what finds them in the log again. Guarded by _index, as every
+    // move between here and _sessions and every record a log read applies, so none is lost in a move.
+    private readonly Dictionary<string, EvictedSession> _evicted = new(StringComparer.Ordinal);
+    private readonly Lock _index = new();
+    private readonly JobFences _fences = new();
     private readonly RecordedSuperBatches _recordedSuperBatches;
     private readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _catchingUp = new(1, 1);
     private long? _nextOffset;
+    private readonly Lock _lookupGate = new();
+    private Task? _nextLookup;
+    private DateTime _lastLookup = DateTime.MinValue;
+
+    /// <summary>At most one read of the log to its end per this interval for client lookups (<see cref="ReadToEndForLookupAsync"/>).</summary>
+    internal static readonly TimeSpan LookupInterval = TimeSpan.FromSeconds(1);
 
     public SessionStore(BatchLog log, ILogger<SessionStore> logger)
     {
         _log = log;
         _logger = logger;
         _recordedSuperBatches = new RecordedSuperBatches(log.MaxAge);
+        SelectionTelemetry.Track(this, log.Name);
     }
 
     public bool IsLoaded => _loaded.Task.IsCompletedSuccessfully;
@@ -176,14 +253,17 @@ public sealed partial class SessionStore : IDisposable
     /// <summary>Completes when the log has been read back (RPCs wait for it).</summary>
     public Task Loaded => _loaded.Task;
 
+    /// <summary>Sessions held in memory now (the rest are evicted, or only in the log).</summary>
+    public int LiveSessions => _sessions.Count;
+
     /// <summary>Reads the log from its start up to a marker written now, rebuilding sessions and the recorded super-batch set.</summary>
     public async Task LoadAsync(CancellationToken cancellationToken)
     {
         try
         {
             await _log.DeclareAsync(cancellationToken);
-            var (sessions, batches) = await CatchUpAsync(cancellationToken);
-            LogLoaded(_logger, _log.Name, sessions, batches);
+            var read = await CatchUpAsync(null, cancellationToken);
+            LogLoaded(_logger, _log.Name, read.Sessions, read.Batches);
             _loaded.TrySetResult();
         }
         catch (Exception ex)
@@ -196,16 +276,17 @@ public sealed partial class SessionStore : IDisposable
     /// <summary>
     /// Reads what the log gained since this replica last read it, up to a marker appended now, so
     /// every record confirmed before this call is applied when it returns: the records of another
-    /// replica that served a job until it died, before this one serves the job's sessions.
-    /// Returns the sessions and batches it added.
+    /// replica that served a job until it died, before this one serves the job's sessions. With
+    /// <paramref name="takeover"/>, the marker says this replica holds that job from here on, and
+    /// its offset, returned as the fence, is what this replica's batches of the job carry.
     /// </summary>
-    public async Task<(int Sessions, long Batches)> CatchUpAsync(CancellationToken cancellationToken)
+    public async Task<CatchUp> CatchUpAsync(string? takeover, CancellationToken cancellationToken)
     {
         await _catchingUp.WaitAsync(cancellationToken);
         try
         {
             var marker = Guid.NewGuid().ToString("N");
-            await _log.AppendAsync(new SelectionLogRecord { Marker = marker }, $"marker/{marker}", cancellationToken);
+            await _log.AppendAsync(new SelectionLogRecord { Marker = marker, Job = takeover ?? "" }, $"marker/{marker}", cancellationToken);
             var sessions = 0;
             long batches = 0;
             await foreach (var (offset, record) in _log.ReadAsync(_nextOffset is { } next ? next : "first", cancellationToken))
@@ -216,31 +297,25 @@ public sealed partial class SessionStore : IDisposable
                 }
                 if (record.KindCase == SelectionLogRecord.KindOneofCase.Marker && record.Marker == marker)
                 {
-                    break;
+                    if (takeover is not null)
+                    {
+                        _fences.Add(takeover, offset);
+                    }
+                    return new CatchUp(offset, sessions, batches);
                 }
-                switch (record.KindCase)
+                switch (Apply(offset, record))
                 {
                     case SelectionLogRecord.KindOneofCase.Session:
-                        var s = record.Session;
-                        if (_sessions.TryAdd(s.SessionId, new SessionState(s.SessionId, s.Settings, s.LearnerFree, s.CreatedUnixMs / 1000)))
-                        {
-                            sessions++;
-                        }
+                        sessions++;
                         break;
                     case SelectionLogRecord.KindOneofCase.Batch:
-                        // A batch appended twice (a retried publish whose first confirm was lost), or one
-                        // this replica recorded itself, counts once.
-                        if (_sessions.TryGetValue(record.Batch.SessionId, out var session) && session.TryRecord(record.Batch.Sequence, record.Batch.RecordedUnixMs / 1000))
-                        {
-                            _recordedSuperBatches.Add(record.Job, record.Batch.SuperBatchId, record.Batch.RecordedUnixMs / 1000, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
-                            batches++;
-                        }
+                        batches++;
                         break;
                     default:
                         break;
                 }
             }
-            return (sessions, batches);
+            throw new InvalidOperationException($"the batch log {_log.Name} ended before marker {marker}.");
         }
         finally
         {
@@ -248,6 +323,187 @@ public sealed partial class SessionStore : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reads the log to its end for a lookup a client asked for (a resume naming no job, of a session
+    /// this replica does not know): such reads share one marker and start at most once per
+    /// <see cref="LookupInterval"/>, so clients, however many and whatever ids they name, add at most
+    /// one marker to the log per interval. Each caller waits for a read that starts after it asked.
+    /// </summary>
+    public Task ReadToEndForLookupAsync(CancellationToken cancellationToken)
+    {
+        lock (_lookupGate)
+        {
+            if (_nextLookup is null)
+            {
+                var wait = TimeSpan.FromTicks(Math.Max(0, (_lastLookup + LookupInterval - DateTime.UtcNow).Ticks));
+                _nextLookup = Task.Run(async () =>
+                {
+                    await Task.Delay(wait, CancellationToken.None);
+                    lock (_lookupGate)
+                    {
+                        // Who asks from now on needs a read that starts later than this one.
+                        _nextLookup = null;
+                        _lastLookup = DateTime.UtcNow;
+                    }
+                    await CatchUpAsync(null, CancellationToken.None);
+                }, CancellationToken.None);
+            }
+            return _nextLookup.WaitAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>Applies one record read in log order; returns its kind when it changed something.</summary>
+    private SelectionLogRecord.KindOneofCase Apply(long offset, SelectionLogRecord record)
+    {
+        lock (_index)
+        {
+            switch (record.KindCase)
+            {
+                case SelectionLogRecord.KindOneofCase.Marker when record.Job.Length > 0:
+                    // Another replica (or this one, earlier) took the job over here.
+                    _fences.Add(record.Job, offset);
+                    return SelectionLogRecord.KindOneofCase.None;
+                case SelectionLogRecord.KindOneofCase.Session:
+                    var s = record.Session;
+                    if (_sessions.ContainsKey(s.SessionId) || _evicted.ContainsKey(s.SessionId))
+                    {
+                        return SelectionLogRecord.KindOneofCase.None;
+                    }
+                    _sessions[s.SessionId] = SessionState.From(s);
+                    return SelectionLogRecord.KindOneofCase.Session;
+                case SelectionLogRecord.KindOneofCase.Batch:
+                    var batch = record.Batch;
+                    // A batch appended twice (a retried publish whose first confirm was lost), one this
+                    // replica recorded itself, or one a replica wrote after it lost the job counts not.
+                    var applied = !_fences.IsStale(record.Job, record.Fence, offset) && (
+                        _sessions.TryGetValue(batch.SessionId, out var session) ? session.TryRecord(batch.Sequence, batch.RecordedUnixMs / 1000)
+                        : _evicted.TryGetValue(batch.SessionId, out var evicted) && evicted.TryRecord(batch.Sequence));
+                    if (!applied)
+                    {
+                        return SelectionLogRecord.KindOneofCase.None;
+                    }
+                    _recordedSuperBatches.Add(record.Job, batch.SuperBatchId, batch.RecordedUnixMs / 1000, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+                    return SelectionLogRecord.KindOneofCase.Batch;
+                default:
+                    return SelectionLogRecord.KindOneofCase.None;
+            }
+        }
+    }
+
+    /// <summary>The job of a session this replica knows (in memory or evicted); null for any other.</summary>
+    public string? JobOf(string sessionId)
+    {
+        lock (_index)
+        {
+            return _sessions.TryGetValue(sessionId, out var live) ? live.Job
+                : _evicted.TryGetValue(sessionId, out var evicted) ? evicted.Job : null;
+        }
+    }
+
+    /// <summary>
+    /// The session, from memory or rebuilt from the log when it was evicted; null when this replica
+    /// knows no such session. Call it while holding the session's job: a rebuild trusts the fences
+    /// this replica has read, which are all of the job's only while it holds the job.
+    /// </summary>
+    public async Task<SessionState?> FindAsync(string sessionId, CancellationToken cancellationToken)
+    {
+        EvictedSession? evicted;
+        lock (_index)
+        {
+            if (_sessions.TryGetValue(sessionId, out var live))
+            {
+                return live;
+            }
+            if (!_evicted.TryGetValue(sessionId, out evicted))
+            {
+                return null;
+            }
+        }
+        return await RebuildAsync(sessionId, evicted, cancellationToken);
+    }
+
+    /// <summary>
+    /// Reads the evicted session's records from its start (its settings, then every batch up to
+    /// the last one it had) and makes it live again. Appends nothing: the last batch is known.
+    /// </summary>
+    private async Task<SessionState> RebuildAsync(string sessionId, EvictedSession evicted, CancellationToken cancellationToken)
+    {
+        SessionState? state = null;
+        var started = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await foreach (var (offset, record) in _log.ReadAsync(new AmqpTimestamp(Math.Max(0, evicted.CreatedUnixSeconds - ReplayMarginSeconds)), cancellationToken))
+        {
+            if (record.Session is { } s && s.SessionId == sessionId)
+            {
+                state ??= SessionState.From(s);
+            }
+            else if (state is not null && record.Batch is { } batch && batch.SessionId == sessionId && !_fences.IsStale(record.Job, record.Fence, offset))
+            {
+                state.TryRecord(batch.Sequence, batch.RecordedUnixMs / 1000);
+            }
+            else if (state is null && record.Batch is { } later && later.RecordedUnixMs > started + RebuildGiveUpMs)
+            {
+                // Well past the moment the rebuild began without the session's start: it has left
+                // the log (retention). (The margin absorbs other replicas' clocks.)
+                throw SelectionException.NotFound($"session {sessionId}'s records are no longer all in the batch log {_log.Name} (Selection:LogMaxAge); open a new session.");
+            }
+            if (state is null)
+            {
+                continue;
+            }
+            lock (_index)
+            {
+                if (_sessions.TryGetValue(sessionId, out var live))
+                {
+                    // Another resume rebuilt it first.
+                    return live;
+                }
+                // Read on while a catch-up advanced the evicted entry meanwhile.
+                if (state.LastSequence >= evicted.LastSequence)
+                {
+                    _evicted.Remove(sessionId);
+                    state.Touch(started);
+                    _sessions[sessionId] = state;
+                    SelectionTelemetry.Rebuilt.Add(1);
+                    return state;
+                }
+            }
+        }
+        throw new InvalidOperationException($"the batch log {_log.Name} ended while session {sessionId} was rebuilt.");
+    }
+
+    /// <summary>
+    /// Drops from memory every session no stream has held since <paramref name="idle"/> before
+    /// <paramref name="now"/> (a few words each stay, to find it in the log), and forgets evicted
+    /// sessions the log no longer holds (Selection:LogMaxAge). Returns how many were evicted.
+    /// </summary>
+    public int EvictIdle(DateTimeOffset now, TimeSpan idle)
+    {
+        var before = (now - idle).ToUnixTimeMilliseconds();
+        var expired = (now - _log.MaxAge).ToUnixTimeSeconds();
+        var count = 0;
+        lock (_index)
+        {
+            foreach (var (id, session) in _sessions)
+            {
+                if (session.TryEvict(before) && _sessions.TryRemove(id, out _))
+                {
+                    _evicted[id] = new EvictedSession(session.Job, session.CreatedUnixSeconds, session.LastSequence);
+                    count++;
+                }
+            }
+            foreach (var (id, evicted) in _evicted)
+            {
+                if (evicted.CreatedUnixSeconds < expired)
+                {
+                    _evicted.Remove(id);
+                }
+            }
+        }
+        SelectionTelemetry.Evicted.Add(count);
+        return count;
+    }
+
+    /// <summary>The session when it is in memory now (neither evicted nor only in the log).</summary>
     public bool TryGet(string sessionId, out SessionState session) => _sessions.TryGetValue(sessionId, out session!);
 
     /// <summary>True when a curated batch of some session was already recorded from this super-batch.</summary>
@@ -273,14 +529,20 @@ public sealed partial class SessionStore : IDisposable
     }
 
     /// <summary>
-    /// Attaches a stream to <paramref name="session"/>: a stream already attached (a trainer that
-    /// restarted before its old stream was noticed dead) is cancelled and waited for. The lease's
-    /// token is cancelled by <paramref name="cancellationToken"/>, <paramref name="stopping"/> or the
-    /// next stream that attaches.
+    /// Attaches a stream to <paramref name="session"/> (or to its rebuilt self, when it was evicted
+    /// since it was found: the lease's <see cref="SessionLease.Session"/> is the one to use): a
+    /// stream already attached (a trainer that restarted before its old stream was noticed dead) is
+    /// cancelled and waited for. The lease's token is cancelled by <paramref name="cancellationToken"/>,
+    /// <paramref name="stopping"/> or the next stream that attaches.
     /// </summary>
     public async Task<SessionLease> AttachAsync(SessionState session, CancellationToken cancellationToken, CancellationToken stopping)
     {
         ArgumentNullException.ThrowIfNull(session);
+        while (!session.TryPin())
+        {
+            session = await FindAsync(session.Id, cancellationToken)
+                ?? throw SelectionException.NotFound($"session {session.Id} expired from the batch log {_log.Name} (Selection:LogMaxAge).");
+        }
         var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stopping);
         if (session.Attach(cts) is { } previous)
         {
@@ -300,21 +562,32 @@ public sealed partial class SessionStore : IDisposable
         catch
         {
             session.Detach(cts);
+            session.Unpin(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             cts.Dispose();
             throw;
         }
         return new SessionLease(session, cts);
     }
 
-    /// <summary>Appends <paramref name="batch"/> (confirmed) and advances the session; call with the session's gate held.</summary>
-    public async Task RecordAsync(SessionState session, CuratedBatch batch, CancellationToken cancellationToken)
+    /// <summary>
+    /// Appends <paramref name="batch"/> (confirmed) with the fence of <paramref name="holder"/>, the
+    /// job's feed, then has the feed confirm the job is still this replica's before the session
+    /// advances: a batch whose record could land after another replica's takeover is never sent
+    /// (the caller sends only after this returns). Call with the session's gate held.
+    /// </summary>
+    /// <exception cref="SelectionException">UNAVAILABLE when the feed could not confirm it still holds the job.</exception>
+    public async Task RecordAsync(SessionState session, CuratedBatch batch, JobFeed holder, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(batch);
+        ArgumentNullException.ThrowIfNull(holder);
         batch.RecordedUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        await _log.AppendAsync(new SelectionLogRecord { Job = session.Job, Batch = batch }, $"batch/{session.Id}/{batch.Sequence}", cancellationToken);
+        await _log.AppendAsync(new SelectionLogRecord { Job = session.Job, Batch = batch, Fence = holder.Fence }, $"batch/{session.Id}/{batch.Sequence}", cancellationToken);
         SelectionTelemetry.RecordLatency.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        // Not confirmed: the record may be fenced (after another replica's takeover) or not; either
+        // way a later read of the log decides, and this replica's memory does not run ahead of it.
+        await holder.ConfirmHeldAsync($"batch {batch.Sequence} of session {session.Id}", cancellationToken);
         session.Recorded(batch.Sequence, batch.RecordedUnixMs / 1000);
         _recordedSuperBatches.Add(session.Job, batch.SuperBatchId, batch.RecordedUnixMs / 1000, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
         SelectionTelemetry.Batches.Add(1);
@@ -331,9 +604,10 @@ public sealed partial class SessionStore : IDisposable
         }
         var from = new AmqpTimestamp(Math.Max(0, session.RecordedAt(cursor + 1) - ReplayMarginSeconds));
         var expected = cursor + 1;
-        await foreach (var (_, record) in _log.ReadAsync(from, cancellationToken))
+        await foreach (var (offset, record) in _log.ReadAsync(from, cancellationToken))
         {
-            if (record.KindCase != SelectionLogRecord.KindOneofCase.Batch || record.Batch.SessionId != session.Id || record.Batch.Sequence != expected)
+            if (record.KindCase != SelectionLogRecord.KindOneofCase.Batch || record.Batch.SessionId != session.Id || record.Batch.Sequence != expected
+                || _fences.IsStale(record.Job, record.Fence, offset))
             {
                 continue;
             }
@@ -348,8 +622,87 @@ public sealed partial class SessionStore : IDisposable
         }
     }
 
-    public void Dispose() => _catchingUp.Dispose();
+    public void Dispose()
+    {
+        SelectionTelemetry.Untrack(this);
+        _catchingUp.Dispose();
+    }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch log {Stream} read back: {Sessions} sessions, {Batches} batches")]
     private static partial void LogLoaded(ILogger logger, string stream, int sessions, long batches);
+}
+
+/// <summary>What a <see cref="SessionStore.CatchUpAsync"/> read: the offset of its marker (a takeover's fence) and the sessions and batches it added.</summary>
+public readonly record struct CatchUp(long Fence, int Sessions, long Batches);
+
+/// <summary>An evicted session: its job, when it started (where its records begin) and its last batch (where they end).</summary>
+internal sealed class EvictedSession(string job, long createdUnixSeconds, long lastSequence)
+{
+    public string Job { get; } = job;
+
+    public long CreatedUnixSeconds { get; } = createdUnixSeconds;
+
+    public long LastSequence { get; private set; } = lastSequence;
+
+    /// <summary>Advances by a batch another replica recorded, read from the log (the next one only).</summary>
+    public bool TryRecord(long sequence)
+    {
+        if (sequence != LastSequence + 1)
+        {
+            return false;
+        }
+        LastSequence = sequence;
+        return true;
+    }
+}
+
+/// <summary>
+/// The takeover markers of every job this replica has read, by stream offset: a batch whose fence
+/// (its writer's takeover marker) is older than a takeover of its job that comes before the batch
+/// in the log was written by a replica that had lost the job, and counts for no reader.
+/// </summary>
+internal sealed class JobFences
+{
+    private readonly Dictionary<string, List<long>> _takeovers = new(StringComparer.Ordinal);
+    private readonly Lock _gate = new();
+
+    /// <summary>Adds a takeover of <paramref name="job"/> at <paramref name="offset"/> (read in log order; a repeat is ignored).</summary>
+    public void Add(string job, long offset)
+    {
+        lock (_gate)
+        {
+            if (!_takeovers.TryGetValue(job, out var offsets))
+            {
+                _takeovers[job] = offsets = [];
+            }
+            if (offsets.Count == 0 || offsets[^1] < offset)
+            {
+                offsets.Add(offset);
+            }
+        }
+    }
+
+    /// <summary>True when a batch of <paramref name="job"/> with <paramref name="fence"/> at <paramref name="offset"/> follows a newer takeover of the job.</summary>
+    public bool IsStale(string job, long fence, long offset)
+    {
+        if (fence <= 0)
+        {
+            // Written before fences existed: as before, it counts.
+            return false;
+        }
+        lock (_gate)
+        {
+            if (!_takeovers.TryGetValue(job, out var offsets))
+            {
+                return false;
+            }
+            // The first takeover after the writer's own.
+            var next = offsets.BinarySearch(fence + 1);
+            if (next < 0)
+            {
+                next = ~next;
+            }
+            return next < offsets.Count && offsets[next] < offset;
+        }
+    }
 }

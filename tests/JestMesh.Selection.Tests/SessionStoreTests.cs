@@ -1,5 +1,6 @@
 using JestMesh.Protos.V1;
 using JestMesh.TestKit;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace JestMesh.Selection.Tests;
 
@@ -42,17 +43,21 @@ public sealed class SessionStoreTests(SelectionFixture fixture)
         var options = fixture.Broker.Options(TestNames.Unique("store-replay"));
         await using var host = await SelectionHost.StartAsync(options);
         var store = host.Store;
+        // Batches are recorded by the job's holder, with its fence.
+        var feeds = host.Services.GetRequiredService<JobFeeds>();
+        await feeds.DeclareAsync("job", CancellationToken.None);
+        using var member = await feeds.JoinAsync("job", "test", DateTime.UtcNow.AddSeconds(30), CancellationToken.None);
         var session = await store.CreateAsync(Sessions.Open("job", Policy.Uniform), learnerFree: true, CancellationToken.None);
         var count = SessionState.RecentRecordTimes + 20;
         for (var sequence = 1; sequence <= count; sequence++)
         {
-            await store.RecordAsync(session, new CuratedBatch { SessionId = session.Id, Sequence = sequence, SuperBatchId = $"sb{sequence}" }, CancellationToken.None);
+            await store.RecordAsync(session, new CuratedBatch { SessionId = session.Id, Sequence = sequence, SuperBatchId = $"sb{sequence}" }, member.Feed, CancellationToken.None);
         }
         Assert.Equal(count, session.LastSequence);
         Assert.True(store.IsRecorded("job", "sb1"));
         Assert.False(store.IsRecorded("other", "sb1"));
         await Assert.ThrowsAsync<InvalidOperationException>(() =>
-            store.RecordAsync(session, new CuratedBatch { SessionId = session.Id, Sequence = count + 5, SuperBatchId = "gap" }, CancellationToken.None));
+            store.RecordAsync(session, new CuratedBatch { SessionId = session.Id, Sequence = count + 5, SuperBatchId = "gap" }, member.Feed, CancellationToken.None));
 
         // Older than the record times a session keeps (it replays from the session's start) and recent.
         foreach (var cursor in new long[] { 0, 3, count - 10 })
