@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
@@ -25,6 +26,14 @@ public static class ServiceDefaultsExtensions
     public const string ReadinessService = "readiness";
 
     /// <summary>
+    /// The log category of gRPC's server internals. At Information it logs a client's cancel, or a
+    /// connection lost while a response is written, with the IOException's stack trace ("Error sending
+    /// message"): the client's doing, which the service reports itself in one line. Its default level
+    /// is therefore Warning; <c>Logging:LogLevel:Grpc.AspNetCore.Server</c> in any setting overrides it.
+    /// </summary>
+    public const string GrpcServerLogCategory = "Grpc.AspNetCore.Server";
+
+    /// <summary>
     /// OpenTelemetry traces, metrics and logs for every JestMesh source and meter (plus ASP.NET Core,
     /// gRPC client and runtime), exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; gRPC
     /// health with separate liveness and readiness.
@@ -32,6 +41,11 @@ public static class ServiceDefaultsExtensions
     public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
         ArgumentNullException.ThrowIfNull(builder);
+        // First source, so every other (appsettings, environment, the host's own) overrides it.
+        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource
+        {
+            InitialData = [new($"Logging:LogLevel:{GrpcServerLogCategory}", nameof(LogLevel.Warning))],
+        });
         builder.ConfigureOpenTelemetry();
         builder.Services.AddHealthChecks()
             .AddCheck("self", () => HealthCheckResult.Healthy(), [LiveTag]);

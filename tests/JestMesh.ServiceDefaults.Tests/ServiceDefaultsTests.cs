@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace JestMesh.ServiceDefaults.Tests;
@@ -18,6 +19,21 @@ public sealed class ServiceDefaultsTests
         builder.WebHost.UseTestServer();
         builder.Configuration.AddInMemoryCollection(settings);
         return builder;
+    }
+
+    [Theory]
+    [InlineData(null, false)]
+    [InlineData("Information", true)]
+    public async Task Grpc_server_internals_log_from_warning_unless_a_setting_says_otherwise(string? level, bool informationEnabled)
+    {
+        var builder = Builder(level is null ? [] : new() { [$"Logging:LogLevel:{ServiceDefaultsExtensions.GrpcServerLogCategory}"] = level });
+        builder.AddServiceDefaults();
+        await using var app = builder.Build();
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Grpc.AspNetCore.Server.ServerCallHandler");
+
+        Assert.Equal(informationEnabled, logger.IsEnabled(LogLevel.Information));
+        Assert.True(logger.IsEnabled(LogLevel.Warning));
+        Assert.True(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("JestMesh.Selection").IsEnabled(LogLevel.Information));
     }
 
     [Fact]
