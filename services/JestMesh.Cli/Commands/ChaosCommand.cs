@@ -14,10 +14,11 @@ internal static class ChaosCommand
         var steps = new Option<int>("--steps") { Description = "Learner steps per trainer per trial (T).", DefaultValueFactory = _ => 120 };
         var batch = new Option<int>("--batch-size") { Description = "Learner batch b (N = 5b candidates at f = 0.8).", DefaultValueFactory = _ => 32 };
         var deadline = new Option<int>("--trial-deadline") { Description = "Seconds a trial may take; one that does not finish is stopped and reported as failed, with why.", DefaultValueFactory = _ => 300 };
+        var components = new Option<string>("--components") { Description = "Comma-separated kinds of component to kill: broker, scoring, selection, trainer.", DefaultValueFactory = _ => string.Join(',', ChaosComponents.All) };
         var reference = new Option<string?>("--reference") { Description = "Reference checkpoint directory (default .jestmesh/reference; trained there when missing)." };
         var command = new Command("chaos", "Runs the local cluster (3 broker nodes, 2 Scoring, 2 Selection, trainers on 2 jobs) and SIGKILLs one component per trial; " +
             "checks every example had exactly one effect and every trainer trained exactly its session's batches; writes DIR/chaos.json.");
-        foreach (var o in new Option[] { trials, seed, output, steps, batch, deadline, reference })
+        foreach (var o in new Option[] { trials, seed, output, steps, batch, deadline, components, reference })
         {
             command.Options.Add(o);
         }
@@ -53,6 +54,7 @@ internal static class ChaosCommand
                     BatchSize = b,
                     TrialDeadline = TimeSpan.FromSeconds(Math.Max(30, parse.GetValue(deadline))),
                     Reference = parse.GetValue(reference),
+                    Components = parse.GetValue(components)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
                 };
                 return await new ChaosRunner(options, Repo.Locate(), Console.Out).RunAsync(cancellationToken);
             }

@@ -28,11 +28,18 @@ internal static class ChaosPlan
     public const double LatestFraction = 0.75;
 
     /// <summary>
-    /// <paramref name="trials"/> kills from <paramref name="seed"/>: every block of four trials kills each kind of component
-    /// once, in a seeded order, so even a short run covers all four; replica, leader choice and moment are seeded draws.
+    /// <paramref name="trials"/> kills from <paramref name="seed"/>: every block of trials kills each kind of component
+    /// (of <paramref name="components"/>, default all four) once, in a seeded order, so even a short run covers them all;
+    /// replica, leader choice and moment are seeded draws.
     /// </summary>
-    public static IReadOnlyList<ChaosKill> Create(int trials, int seed, int brokerNodes, int scoringReplicas, int selectionReplicas, int trainers)
+    public static IReadOnlyList<ChaosKill> Create(int trials, int seed, int brokerNodes, int scoringReplicas, int selectionReplicas, int trainers, IReadOnlyList<string>? components = null)
     {
+        components ??= ChaosComponents.All;
+        if (components.Count == 0 || components.FirstOrDefault(c => !ChaosComponents.All.Contains(c)) is { } unknown)
+        {
+            throw new ArgumentException($"chaos components must be some of {string.Join(", ", ChaosComponents.All)}{(components.Count == 0 ? "" : $", not '{components.First(c => !ChaosComponents.All.Contains(c))}'")}.");
+        }
+
         ArgumentOutOfRangeException.ThrowIfNegative(trials);
         var random = new Random(seed);
         var kills = new List<ChaosKill>(trials);
@@ -41,7 +48,7 @@ internal static class ChaosPlan
         {
             if (block.Count == 0)
             {
-                block.AddRange(ChaosComponents.All);
+                block.AddRange(components);
                 random.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(block));
             }
 

@@ -25,6 +25,9 @@ internal sealed record ChaosOptions
     public TimeSpan TrialDeadline { get; init; } = TimeSpan.FromMinutes(5);
 
     public string? Reference { get; init; }
+
+    /// <summary>The kinds of component the plan kills (default all four).</summary>
+    public IReadOnlyList<string> Components { get; init; } = ChaosComponents.All;
 }
 
 /// <summary>
@@ -56,7 +59,7 @@ internal sealed class ChaosRunner(ChaosOptions options, Repo repo, TextWriter st
             BatchSize = options.BatchSize,
             Runs = [new RunPlan(RunNames.Learnability, false, FilterRatio)],
         };
-        var kills = ChaosPlan.Create(options.Trials, options.Seed, brokerNodes: 3, scoringReplicas: 2, selectionReplicas: 2, trainers: JobSuffixes.Length);
+        var kills = ChaosPlan.Create(options.Trials, options.Seed, brokerNodes: 3, scoringReplicas: 2, selectionReplicas: 2, trainers: JobSuffixes.Length, options.Components);
         var report = new ChaosReport
         {
             Command = $"./jestmesh chaos --trials {options.Trials} --seed {options.Seed} --steps {options.Steps} --batch-size {options.BatchSize} --out {options.Out}",
@@ -70,8 +73,15 @@ internal sealed class ChaosRunner(ChaosOptions options, Repo repo, TextWriter st
         await DemoRunner.SetupAsync(repo, cancellationToken);
         await repo.EnsureBuiltAsync(DemoRunner.Hosts, Say, cancellationToken);
         var reference = await DemoRunner.EnsureReferenceAsync(repo, options.Reference, DemoPlan.Create(quick: false, withF05: false), Say, cancellationToken);
-        var settings = new PipelineSettings { BrokerNodes = 3, ScoringReplicas = 2, SelectionReplicas = 2 };
-        await using var pipeline = new LocalPipeline(repo, Path.Combine(outDir, "pipeline"), otlpForward: null, Say, settings);
+        // The broker's data (and its logs) stay in DIR/pipeline/broker after the run, for a node that would not come back; a new run starts afresh.
+        var pipelineDir = Path.Combine(outDir, "pipeline");
+        if (Directory.Exists(pipelineDir))
+        {
+            Directory.Delete(pipelineDir, recursive: true);
+        }
+
+        var settings = new PipelineSettings { BrokerNodes = 3, ScoringReplicas = 2, SelectionReplicas = 2, KeepBrokerData = true };
+        await using var pipeline = new LocalPipeline(repo, pipelineDir, otlpForward: null, Say, settings);
         await pipeline.StartAsync(reference, cancellationToken);
         var trials = new Trials(pipeline, plan, outDir, Say);
 
@@ -160,9 +170,18 @@ internal sealed class ChaosRunner(ChaosOptions options, Repo repo, TextWriter st
                     // The moment is a point in training, not on the clock: the same seed kills at the same step on a quiet or a busy machine.
                     var atStep = (int)Math.Ceiling(kill.AtFraction * plan.Steps);
                     trial.KillAtStep = atStep;
+                    int? leader = null;
+                    if (kill is { Component: ChaosComponents.Broker, Leader: true })
+                    {
+                        // Asked ahead (rabbitmqctl takes seconds on a busy machine, the trainers would be steps further by the kill);
+                        // the job's queue exists once its first batch was trained.
+                        await WaitForTrainersAsync(trainers, ingests, until: () => StepsTrained(jobs[0].Job) >= 1, limit.Token);
+                        leader = await pipeline.QueueLeaderPortAsync(LocalPipeline.Topology.JobQueue(jobs[0].Job), limit.Token);
+                    }
+
                     await WaitForTrainersAsync(trainers, ingests, until: () => jobs.All(j => StepsTrained(j.Job) >= atStep), limit.Token);
                     trial.KillAtMs = clock.Elapsed.TotalMilliseconds;
-                    (trial.KillUnixMs, trial.Victim) = await KillAsync(kill, jobs[0].Job, trainers, limit.Token);
+                    await KillAsync(kill, trial, leader, trainers, limit.Token);
                 }
 
                 await WaitForTrainersAsync(trainers, ingests, until: null, limit.Token);
@@ -218,30 +237,37 @@ internal sealed class ChaosRunner(ChaosOptions options, Repo repo, TextWriter st
             }
         }
 
-        /// <summary>SIGKILLs the planned victim and restarts it; returns when it was killed (Unix ms) and what it was.</summary>
-        private async Task<(long KillUnixMs, string Victim)> KillAsync(ChaosKill kill, string firstJob, List<ChildProcess> trainers, CancellationToken cancellationToken)
+        /// <summary>
+        /// SIGKILLs the planned victim (for a broker kill of the leader, node <paramref name="leader"/> when it was known) and restarts
+        /// it; records in <paramref name="trial"/> what it was and when it was killed (Unix ms).
+        /// </summary>
+        private async Task KillAsync(ChaosKill kill, ChaosTrial trial, int? leader, List<ChildProcess> trainers, CancellationToken cancellationToken)
         {
-            static long Now() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            void Killed(string victim)
+            {
+                trial.KillUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+                trial.Victim = victim;
+            }
+
             switch (kill.Component)
             {
                 case ChaosComponents.Broker:
-                    var leader = kill.Leader ? await pipeline.QueueLeaderPortAsync(LocalPipeline.Topology.JobQueue(firstJob), cancellationToken) : null;
                     var port = leader ?? pipeline.BrokerNodePorts[kill.Replica];
-                    var at = Now();
+                    Killed($"broker node {port}{(leader is null ? "" : " (leader of the first job's queue)")}");
                     await pipeline.KillBrokerNodeAsync(port, cancellationToken);
-                    say($"killed broker node {port}{(leader is null ? "" : $" (leader of {firstJob}'s queue)")}; restarting it");
+                    say($"killed {trial.Victim}; restarting it");
                     await pipeline.RestartDeadBrokerNodesAsync(cancellationToken);
-                    return (at, $"broker node {port}{(leader is null ? "" : " (job queue leader)")}");
+                    break;
                 case ChaosComponents.Scoring:
                 case ChaosComponents.Selection:
                     var replicas = kill.Component == ChaosComponents.Scoring ? pipeline.Scorings : pipeline.Selections;
-                    var killedAt = Now();
+                    Killed($"{kill.Component} replica {kill.Replica}");
                     await pipeline.KillAndRestartAsync(replicas[kill.Replica], cancellationToken);
-                    return (killedAt, $"{kill.Component} replica {kill.Replica}");
+                    break;
                 default:
-                    var trainerAt = Now();
+                    Killed($"trainer {JobSuffixes[kill.Replica]}");
                     trainers[kill.Replica] = await pipeline.KillAndRestartAsync(trainers[kill.Replica], cancellationToken);
-                    return (trainerAt, $"trainer {JobSuffixes[kill.Replica]}");
+                    break;
             }
         }
 
@@ -288,7 +314,7 @@ internal sealed class ChaosRunner(ChaosOptions options, Repo repo, TextWriter st
             trial.SequenceMismatches = trial.Jobs.Count(j => j.Account.SequenceMismatch);
             if (trial.KillUnixMs is { } kill)
             {
-                trial.RecoveryMs = await RecoveryAsync([.. jobs.Zip(trial.Jobs, (j, account) => (j.Job, account.Cursor))], kill, cancellationToken);
+                trial.RecoveryMs = await RecoveryAsync([.. jobs.Zip(trial.Jobs, (j, account) => (j.Job, account.Cursor))], trial, kill, cancellationToken);
             }
 
             if (problems.Count > 0)
@@ -301,7 +327,7 @@ internal sealed class ChaosRunner(ChaosOptions options, Repo repo, TextWriter st
         /// Kill to the end of the first training step that started after it, for the trainer that took longest (trainer.step spans;
         /// a trainer that had finished by the kill does not count). Null when no trainer trained after the kill.
         /// </summary>
-        private async Task<double?> RecoveryAsync(List<(string Job, long Cursor)> jobs, long killUnixMs, CancellationToken cancellationToken)
+        private async Task<double?> RecoveryAsync(List<(string Job, long Cursor)> jobs, ChaosTrial trial, long killUnixMs, CancellationToken cancellationToken)
         {
             var killNs = killUnixMs * 1_000_000;
 
@@ -314,6 +340,12 @@ internal sealed class ChaosRunner(ChaosOptions options, Repo repo, TextWriter st
             }
 
             var spans = pipeline.Spans;
+            foreach (var (job, account) in jobs.Select(j => j.Job).Zip(trial.Jobs))
+            {
+                account.StepSpans = spans.Count(s => IsStepOf(s, job));
+                account.StepSpansAfterKill = spans.Count(s => IsStepOf(s, job) && s.StartUnixNano > killNs);
+            }
+
             var firsts = jobs.Select(j => spans.Where(s => IsStepOf(s, j.Job) && s.StartUnixNano > killNs).Select(s => (double?)((s.EndUnixNano - killNs) / 1e6)).Min()).ToList();
             return firsts.Max() is { } ms ? Math.Round(ms, 1) : null;
         }
@@ -390,5 +422,9 @@ internal sealed class ChaosJob
     [JsonPropertyName("account")] public required JobAccount Account { get; init; }
     [JsonPropertyName("reconnects")] public long Reconnects { get; init; }
     [JsonPropertyName("cursor")] public long Cursor { get; init; }
+
+    /// <summary>trainer.step spans received for the job, and those that started after the kill.</summary>
+    [JsonPropertyName("step_spans")] public int StepSpans { get; set; }
+    [JsonPropertyName("step_spans_after_kill")] public int StepSpansAfterKill { get; set; }
     [JsonIgnore] public List<string> TrainedUnqualified { get; init; } = [];
 }

@@ -200,7 +200,8 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
     /// <summary>Starts every broker node that is not running (a killed node restarts from its data and rejoins); returns once all run.</summary>
     public async Task RestartDeadBrokerNodesAsync(CancellationToken cancellationToken)
     {
-        var code = await Repo.RunAsync(repo.Script("broker.sh"), ["start", _brokerDir], repo.Root, cancellationToken, _brokerEnv);
+        // It prints the nodes' URIs again: the services have them already.
+        var code = await Repo.RunAsync(repo.Script("broker.sh"), ["start", _brokerDir], repo.Root, cancellationToken, _brokerEnv, onLine: _ => { });
         if (code != 0)
         {
             throw new InvalidOperationException($"scripts/broker.sh start {_brokerDir} (restarting dead nodes) failed (exit {code}); see {_brokerDir}.");
