@@ -25,6 +25,7 @@ internal static class ChaosCommand
 
         command.SetAction(async (parse, cancellationToken) =>
         {
+            var (stop, registrations) = UpRunner.StopSignals(cancellationToken);
             try
             {
                 var n = parse.GetValue(trials);
@@ -56,12 +57,26 @@ internal static class ChaosCommand
                     Reference = parse.GetValue(reference),
                     Components = parse.GetValue(components)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
                 };
-                return await new ChaosRunner(options, Repo.Locate(), Console.Out).RunAsync(cancellationToken);
+                return await new ChaosRunner(options, Repo.Locate(), Console.Out).RunAsync(stop.Token);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                Console.Out.WriteLine("chaos: stopped; everything it started was stopped (chaos.json holds the trials done).");
+                return 130;
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or InvalidDataException or TimeoutException or IOException)
             {
                 Console.Error.WriteLine($"chaos: {e.Message}");
                 return 2;
+            }
+            finally
+            {
+                foreach (var r in registrations)
+                {
+                    r.Dispose();
+                }
+
+                stop.Dispose();
             }
         });
         return command;

@@ -35,9 +35,10 @@ internal static class ChaosPlan
     public static IReadOnlyList<ChaosKill> Create(int trials, int seed, int brokerNodes, int scoringReplicas, int selectionReplicas, int trainers, IReadOnlyList<string>? components = null)
     {
         components ??= ChaosComponents.All;
-        if (components.Count == 0 || components.FirstOrDefault(c => !ChaosComponents.All.Contains(c)) is { } unknown)
+        var unknown = components.FirstOrDefault(c => !ChaosComponents.All.Contains(c));
+        if (components.Count == 0 || unknown is not null)
         {
-            throw new ArgumentException($"chaos components must be some of {string.Join(", ", ChaosComponents.All)}{(components.Count == 0 ? "" : $", not '{components.First(c => !ChaosComponents.All.Contains(c))}'")}.");
+            throw new ArgumentException($"chaos components must be some of {string.Join(", ", ChaosComponents.All)}{(unknown is null ? "" : $", not '{unknown}'")}.");
         }
 
         ArgumentOutOfRangeException.ThrowIfNegative(trials);

@@ -207,6 +207,15 @@ internal sealed class ChaosRunner(ChaosOptions options, Repo repo, TextWriter st
 
                 trial.WallMs = clock.Elapsed.TotalMilliseconds;
                 trial.Restarted.AddRange(await RestartExitedServicesAsync());
+                if (trial.Error is not null)
+                {
+                    // Whatever stalled this trial must not fail the next ones too: every Selection replica starts afresh (named here).
+                    for (var i = 0; i < pipeline.Selections.Count; i++)
+                    {
+                        await pipeline.KillAndRestartAsync(pipeline.Selections[i], CancellationToken.None);
+                        trial.Restarted.Add($"selection replica {i}, after the failed trial");
+                    }
+                }
             }
 
             return trial;
