@@ -61,6 +61,9 @@ env_for_broker() {
   export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 }
 
+# A process that runs (a killed one stays a zombie until its parent reaps it, and kill -0 still succeeds on a zombie).
+alive() { [ -r "/proc/$1/stat" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
 start_node() {
   select_node "$1"
   mkdir -p "$dir/home" "$dir/mnesia" "$dir/log"
@@ -88,7 +91,7 @@ ssl_options.fail_if_no_peer_cert = false
 CONF
   fi
   echo "[]." > "$dir/advanced.config"
-  if [ -f "$dir/rabbit.pid" ] && kill -0 "$(cat "$dir/rabbit.pid")" 2>/dev/null; then
+  if [ -f "$dir/rabbit.pid" ] && alive "$(cat "$dir/rabbit.pid")"; then
     return 0
   fi
   # The Erlang cookie must be private to HOME, or rabbitmqctl refuses it; cluster nodes share one.
@@ -170,7 +173,10 @@ case "$cmd" in
     victim=${1:?usage: broker.sh kill DIR PORT}
     select_node "$victim"
     [ -f "$dir/rabbit.pid" ] || { echo "broker.sh: no node on port $victim in $base_dir" >&2; exit 2; }
-    kill -9 "$(cat "$dir/rabbit.pid")"
+    pid=$(cat "$dir/rabbit.pid")
+    kill -9 "$pid"
+    # Return once it is gone, so a `start` right after restarts it instead of finding it "running".
+    for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
     ;;
   ctl)
     env_for_broker

@@ -12,6 +12,7 @@ internal static class CommandCatalog
         yield return Commands.SelectCommand.Create();
         yield return Commands.DemoCommand.Create();
         yield return Commands.UpCommand.Create();
+        yield return Commands.ChaosCommand.Create();
         yield return Commands.ReferenceCommand.Create();
         yield return Commands.TrainCommand.Create();
         yield return Commands.ExperimentCommand.Create();

@@ -17,6 +17,9 @@ public sealed record LearnerState
     public string Job { get; init; } = "";
 
     public List<EvalPoint> Evals { get; init; } = [];
+
+    /// <summary>Super-batch id of every curated batch trained on, in step order (kept with the checkpoint, so a resumed run keeps the whole list).</summary>
+    public List<string> SuperBatchIds { get; init; } = [];
 }
 
 /// <summary>

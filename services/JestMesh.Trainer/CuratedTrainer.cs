@@ -89,6 +89,7 @@ public sealed partial class CuratedTrainer : ICurateLearner, IDisposable
         var (ids, pixels, tokens) = ExampleArrays.Of(batch.Examples, $"batch {batch.Sequence}");
         _learner.Train(new ExampleBatch(ids, pixels, tokens));
         _state = _state with { Step = _learner.Step, Cursor = batch.Sequence };
+        _state.SuperBatchIds.Add(batch.SuperBatchId);
         var now = System.Diagnostics.Stopwatch.GetTimestamp();
         if (_lastStepEnd != 0)
         {
@@ -119,7 +120,7 @@ public sealed partial class CuratedTrainer : ICurateLearner, IDisposable
 
     private void Save(bool finished)
     {
-        _learner.Save(_options.CheckpointDirectory, _state with { Evals = [.. _state.Evals] });
+        _learner.Save(_options.CheckpointDirectory, _state with { Evals = [.. _state.Evals], SuperBatchIds = [.. _state.SuperBatchIds] });
         WriteSummary(finished);
     }
 
@@ -152,6 +153,7 @@ public sealed partial class CuratedTrainer : ICurateLearner, IDisposable
         };
         summary.Evaluations.Add(_state.Evals.Select(e => new RunEvaluation { Step = e.Step, ZeroShotAcc = e.ZeroShotAcc, RAt1 = e.RAt1 }));
         summary.StepWallMs.Add(_stepWallMs);
+        summary.TrainedSuperBatchIds.Add(_state.SuperBatchIds);
         Directory.CreateDirectory(_options.CheckpointDirectory);
         RunSummaryFile.Write(Path.Combine(_options.CheckpointDirectory, RunSummaryFile.FileName), summary);
     }

@@ -1,5 +1,7 @@
 using Grpc.Core;
 using Grpc.Net.Client;
+using JestMesh.Client;
+using Microsoft.Extensions.Logging.Abstractions;
 using Xunit.Abstractions;
 using JestMesh.Protos.V1;
 using JestMesh.TestKit;
@@ -90,6 +92,87 @@ public sealed class ReplicaTests(SelectionFixture fixture, ITestOutputHelper out
         var fromLog = await StreamAsync(second, Resume(sessionOf, 0), published.Count, timeout.Token);
         Assert.All(fromLog, b => Assert.True(b.Replayed));
         Assert.Equal(fromLog.Select(TestData.Identity), trained.Select(TestData.Identity));
+    }
+
+    [Fact]
+    public async Task A_client_given_every_replica_is_sent_on_by_the_non_holder_and_trains_every_batch_once()
+    {
+        var options = fixture.Broker.Options(TestNames.Unique("replica-client"));
+        await using var broker = new BrokerClient(options);
+        await broker.Connections.DeclareTopologyAsync(CancellationToken.None);
+        const int Batches = 8;
+        var published = await TestData.PublishAsync(fixture.Feeder, broker, Job, Batches, N);
+        var settings = new Dictionary<string, string?> { ["Selection:ApiKey"] = SelectionHost.ApiKey };
+        using var holder = ServiceProcess.Start("JestMesh.Selection", options, settings);
+        using var other = ServiceProcess.Start("JestMesh.Selection", options, settings);
+        await Task.WhenAll(holder.WaitReadyAsync(Deadline), other.WaitReadyAsync(Deadline));
+        using var timeout = new CancellationTokenSource(Deadline);
+        var curate = new CurateSettings
+        {
+            Job = Job, ApiKey = SelectionHost.ApiKey, Policy = Policy.EasyReference, FilterRatio = 0.5, Chunks = 4, Seed = 1, Gain = 10,
+            ReconnectDelay = TimeSpan.FromMilliseconds(20), ReconnectMaxDelay = TimeSpan.FromMilliseconds(200),
+        };
+        var learner = new RecordingLearner();
+
+        // The session's first batch comes from the replica it alone knows: that replica holds the job from now on.
+        using (var toHolder = CurateChannel.Create(holder.Address, new SocketsHttpHandler()))
+        {
+            learner.Wanted = 1;
+            await new CurateSession(toHolder, curate, NullLogger.Instance).RunAsync(learner, timeout.Token);
+        }
+
+        // Given only the other replica, the client is refused on every attempt: without the holder's address it could never finish.
+        using (var toOther = CurateChannel.Create(other.Address, new SocketsHttpHandler()))
+        using (var giveUp = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token))
+        {
+            var refusedOnly = new CurateSession(toOther, curate, NullLogger.Instance, learner.SessionId, learner.Cursor);
+            learner.Wanted = 2;
+            var running = refusedOnly.RunAsync(learner, giveUp.Token);
+            await Eventually.WaitUntilAsync(() => refusedOnly.Stats.Reconnects >= 3 || running.IsCompleted, Deadline, "three refusals by the replica that does not hold the job");
+            await giveUp.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
+            Assert.Equal(0, refusedOnly.Stats.Batches);
+        }
+
+        // Given both, the non-holder first, in rounds of one batch on one channel (round-robin takes each new call to the
+        // next replica): the calls that land on the non-holder are refused and retried on the holder; every batch arrives once.
+        using var both = CurateChannel.Create($"{other.Address},{holder.Address}", new SocketsHttpHandler());
+        var session = new CurateSession(both, curate, NullLogger.Instance, learner.SessionId, learner.Cursor);
+        for (var round = 2; round <= Batches; round++)
+        {
+            learner.Wanted = round;
+            await session.RunAsync(learner, timeout.Token);
+        }
+        output.WriteLine($"{session.Stats.Reconnects} refusals over {Batches - 1} calls through the balanced channel");
+
+        Assert.Equal(Enumerable.Range(1, Batches).Select(i => (long)i), learner.Trained.Select(b => b.Sequence));
+        Assert.Equal(published.Select(p => p.Id).Order(), learner.Trained.Select(b => b.SuperBatchId).Order());
+        foreach (var batch in learner.Trained)
+        {
+            TestData.AssertPartition(batch, published.Single(p => p.Id == batch.SuperBatchId), N / 2);
+        }
+        Assert.True(session.Stats.Reconnects >= 1, "no call through the balanced channel was refused: the non-holder was never tried, so this proves nothing about moving on");
+        Assert.Equal(Batches - 1, session.Stats.Batches);
+    }
+
+    /// <summary>A learner-free trainer that keeps what it trained and wants batches up to <see cref="Wanted"/>.</summary>
+    private sealed class RecordingLearner : ICurateLearner
+    {
+        public List<CuratedBatch> Trained { get; } = [];
+
+        public int Wanted { get; set; }
+
+        public string SessionId { get; private set; } = "";
+
+        public long Cursor => Trained.Count == 0 ? 0 : Trained[^1].Sequence;
+
+        public long Remaining => Wanted - Trained.Count;
+
+        public void SessionOpened(string sessionId) => SessionId = sessionId;
+
+        public LearnerScores Score(Candidate candidate) => throw new InvalidOperationException("easy-reference needs no learner scores");
+
+        public void Train(CuratedBatch batch) => Trained.Add(batch);
     }
 
     private static SessionOpen Resume(string sessionId, long cursor)

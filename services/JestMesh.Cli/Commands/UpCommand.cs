@@ -27,7 +27,12 @@ internal static class UpCommand
         var command = new Command("up", "Start a private broker, Scoring, Selection and one Ingest per job on loopback, in the foreground, for your own trainer; Ctrl-C stops it.");
         var cluster = new Option<int>("--cluster") { Description = "RabbitMQ nodes: 1, or 3 for a cluster on loopback whose quorum queues and batch log are replicated on every node (the services fail over between nodes).", DefaultValueFactory = _ => 1 };
         var scoringReplicas = new Option<int>("--scoring-replicas") { Description = "Scoring processes, competing consumers of the super-batch queue (1 to 8), each with its own reference-embedding cache.", DefaultValueFactory = _ => 1 };
-        foreach (var o in new Option[] { jobs, state, reference, data, port, apiKey, maxSuperBatches, cluster, scoringReplicas })
+        var selectionReplicas = new Option<int>("--selection-replicas")
+        {
+            Description = "Selection processes (1 to 8) on consecutive ports from --port; one holds a job at a time, the others refuse it so a trainer given every address moves on.",
+            DefaultValueFactory = _ => 1,
+        };
+        foreach (var o in new Option[] { jobs, state, reference, data, port, apiKey, maxSuperBatches, cluster, scoringReplicas, selectionReplicas })
         {
             command.Options.Add(o);
         }
@@ -53,10 +58,16 @@ internal static class UpCommand
                     throw new ArgumentException($"--scoring-replicas {scorers}: give 1 to 8.");
                 }
 
+                if (parse.GetValue(selectionReplicas) is var selectors and (< 1 or > 8))
+                {
+                    throw new ArgumentException($"--selection-replicas {selectors}: give 1 to 8.");
+                }
+
                 var options = new UpOptions
                 {
                     Cluster = parse.GetValue(cluster),
                     ScoringReplicas = parse.GetValue(scoringReplicas),
+                    SelectionReplicas = parse.GetValue(selectionReplicas),
                     Jobs = [.. names.Distinct(StringComparer.Ordinal)],
                     State = parse.GetValue(state)!,
                     Reference = parse.GetValue(reference),

@@ -11,6 +11,9 @@ namespace JestMesh.Cli.Demo;
 /// <summary>Depth of one queue (ready messages) and how many consumers it has.</summary>
 internal readonly record struct QueueDepth(string Queue, uint Messages, uint Consumers);
 
+/// <summary>A message taken off the dead-letter queue: its job, super-batch id and examples.</summary>
+internal readonly record struct DeadLetter(string Job, string SuperBatchId, int Examples);
+
 /// <summary>One curated batch as the Selection service recorded it in its durable log.</summary>
 internal sealed record LoggedBatch(string Job, string SessionId, long Sequence, string SuperBatchId, int Selected, int Swapped, int Filtered, double SelectionMs, bool DistinctIds);
 
@@ -48,18 +51,26 @@ internal sealed class BrokerProbe : IAsyncDisposable
     }
 
     /// <summary>Takes every message off the dead-letter queue; returns the examples they held, per job.</summary>
-    public async Task<Dictionary<string, long>> DrainDeadLettersAsync(string queue, CancellationToken cancellationToken)
+    public async Task<Dictionary<string, long>> DrainDeadLettersAsync(string queue, CancellationToken cancellationToken) =>
+        (await DrainDeadLetterRecordsAsync(queue, cancellationToken)).GroupBy(d => d.Job).ToDictionary(g => g.Key, g => g.Sum(d => (long)d.Examples));
+
+    /// <summary>Takes every message off the dead-letter queue; returns each one's job, super-batch id and example count.</summary>
+    public async Task<List<DeadLetter>> DrainDeadLetterRecordsAsync(string queue, CancellationToken cancellationToken)
     {
-        var perJob = new Dictionary<string, long>();
+        var drained = new List<DeadLetter>();
         await using var channel = await _connection.CreateChannelAsync(cancellationToken: cancellationToken);
         while (await channel.BasicGetAsync(queue, autoAck: true, cancellationToken) is { } message)
         {
-            // Super-batches and scored super-batches share the layout of what we count: 2 = job, 4 = examples.
-            string job = "";
-            long examples = 0;
+            // Super-batches and scored super-batches share the layout of what we read: 1 = id, 2 = job, 4 = examples.
+            string id = "", job = "";
+            var examples = 0;
             foreach (var f in ProtoWire.Fields(message.Body.ToArray()))
             {
-                if (f.Number == 2 && f.WireType == 2)
+                if (f.Number == 1 && f.WireType == 2)
+                {
+                    id = Encoding.UTF8.GetString(f.Bytes.Span);
+                }
+                else if (f.Number == 2 && f.WireType == 2)
                 {
                     job = Encoding.UTF8.GetString(f.Bytes.Span);
                 }
@@ -69,17 +80,18 @@ internal sealed class BrokerProbe : IAsyncDisposable
                 }
             }
 
-            perJob[job] = perJob.GetValueOrDefault(job) + examples;
+            drained.Add(new DeadLetter(job, id, examples));
         }
 
-        return perJob;
+        return drained;
     }
 
     /// <summary>
-    /// Follows the batch log from its current end ("next"): every batch recorded from now on for any job.
-    /// Dispose the returned reader to stop.
+    /// Follows the batch log from its current end ("next"): every batch recorded from now on for any job;
+    /// with <paramref name="since"/>, from the records appended since then (at the stream's chunk granularity:
+    /// some earlier ones may come too). Dispose the returned reader to stop.
     /// </summary>
-    public async Task<BatchLogReader> FollowLogAsync(string stream, CancellationToken cancellationToken)
+    public async Task<BatchLogReader> FollowLogAsync(string stream, CancellationToken cancellationToken, DateTimeOffset? since = null)
     {
         var channel = await _connection.CreateChannelAsync(cancellationToken: cancellationToken);
         var reader = new BatchLogReader(channel);
@@ -92,7 +104,7 @@ internal sealed class BrokerProbe : IAsyncDisposable
             await channel.BasicAckAsync(delivery.DeliveryTag, multiple: false, cancellationToken);
         };
         await channel.BasicConsumeAsync(stream, autoAck: false, consumerTag: "", noLocal: false, exclusive: false,
-            arguments: new Dictionary<string, object?> { ["x-stream-offset"] = "next" }, consumer, cancellationToken);
+            arguments: new Dictionary<string, object?> { ["x-stream-offset"] = since is { } t ? (object)new AmqpTimestamp(t.ToUnixTimeSeconds()) : "next" }, consumer, cancellationToken);
         return reader;
     }
 

@@ -31,7 +31,27 @@ internal sealed class ChildProcess : IAsyncDisposable
 
     public int ExitCode => _process.ExitCode;
 
-    public static ChildProcess Start(string name, string fileName, IEnumerable<string> arguments, string workingDirectory, IReadOnlyDictionary<string, string> environment, string logPath)
+    /// <summary>How it was started: <see cref="Restart"/> starts it again the same way.</summary>
+    private (string FileName, string[] Arguments, string WorkingDirectory, IReadOnlyDictionary<string, string> Environment) _spec;
+
+    public static ChildProcess Start(string name, string fileName, IEnumerable<string> arguments, string workingDirectory, IReadOnlyDictionary<string, string> environment, string logPath) =>
+        Start(name, fileName, [.. arguments], workingDirectory, environment, logPath, append: false);
+
+    /// <summary>A new process started as this one was (same program, arguments, environment), its output appended to the same log.</summary>
+    public ChildProcess Restart() => Start(Name, _spec.FileName, _spec.Arguments, _spec.WorkingDirectory, _spec.Environment, LogPath, append: true);
+
+    /// <summary>SIGKILL to the process and its children (no shutdown code runs), then waits until it is gone.</summary>
+    public async Task KillAsync(CancellationToken cancellationToken)
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+
+        await _process.WaitForExitAsync(cancellationToken);
+    }
+
+    private static ChildProcess Start(string name, string fileName, string[] arguments, string workingDirectory, IReadOnlyDictionary<string, string> environment, string logPath, bool append)
     {
         var info = new ProcessStartInfo(fileName)
         {
@@ -52,9 +72,9 @@ internal sealed class ChildProcess : IAsyncDisposable
         }
 
         Directory.CreateDirectory(Path.GetDirectoryName(logPath)!);
-        var log = new StreamWriter(logPath, append: false) { AutoFlush = true };
+        var log = new StreamWriter(logPath, append) { AutoFlush = true };
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        var child = new ChildProcess(name, process, log) { LogPath = logPath };
+        var child = new ChildProcess(name, process, log) { LogPath = logPath, _spec = (fileName, arguments, workingDirectory, environment) };
         process.OutputDataReceived += (_, e) => child.OnLine(e.Data);
         process.ErrorDataReceived += (_, e) => child.OnLine(e.Data);
         if (!process.Start())

@@ -33,7 +33,23 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
 
     private readonly string _generatedKey = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
 
-    public int SelectionPort { get; private set; }
+    /// <summary>The first Selection replica's gRPC port.</summary>
+    public int SelectionPort => SelectionPorts[0];
+
+    /// <summary>Every Selection replica's gRPC port on 127.0.0.1, replica 0 first.</summary>
+    public IReadOnlyList<int> SelectionPorts { get; private set; } = [];
+
+    /// <summary>Every Selection replica as host:port, comma-separated (what <c>up</c> prints).</summary>
+    public string SelectionEndpoints => string.Join(',', SelectionPorts.Select(p => $"127.0.0.1:{p}"));
+
+    /// <summary>Every Selection replica as http:// addresses, comma-separated: the form Trainer:SelectionAddress (JestMesh.Client) takes.</summary>
+    public string SelectionAddresses => string.Join(',', SelectionPorts.Select(p => $"http://127.0.0.1:{p}"));
+
+    private readonly List<ChildProcess> _scorings = [];
+    private readonly List<ChildProcess> _selections = [];
+    private string _brokerDir = "";
+    private Dictionary<string, string> _brokerEnv = [];
+    private int _amqpPort;
 
     public OtlpReceiver Otlp => _otlp ?? throw new InvalidOperationException("the pipeline is not started.");
 
@@ -64,6 +80,9 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
         {
             say($"broker: starting a {nodes}-node RabbitMQ cluster on 127.0.0.1:{amqpPort}-{amqpPort + nodes - 1} ({brokerDir}); every service is given every node");
         }
+        _brokerDir = brokerDir;
+        _brokerEnv = brokerEnv;
+        _amqpPort = amqpPort;
         var uri = "";
         _started.Push(new Cleanup(async () =>
         {
@@ -94,7 +113,7 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
         for (var replica = 0; replica < _settings.ScoringReplicas; replica++)
         {
             // The cache is per replica (a file each; the first keeps the single-replica name, so it stays warm).
-            Start("JestMesh.Scoring", new()
+            _scorings.Add(Start("JestMesh.Scoring", new()
             {
                 ["Scoring__ReferenceDirectory"] = reference,
                 ["Scoring__Device"] = "cpu",
@@ -102,16 +121,122 @@ internal sealed class LocalPipeline(Repo repo, string outDirectory, Uri? otlpFor
                 // One super-batch at a time keeps Ingest's order (two at once may publish them swapped;
                 // with several replicas the order is the broker's anyway).
                 ["Messaging__ConsumerConcurrency"] = "1",
-            }, logName: replica == 0 ? null : $"JestMesh.Scoring-{replica}");
+            }, logName: replica == 0 ? null : $"JestMesh.Scoring-{replica}"));
         }
-        SelectionPort = _settings.SelectionPort ?? Repo.FreePort();
-        // One router delivery at a time keeps each job's super-batches in Ingest's order, so a run with
-        // a fixed seed is reproducible (the service's default of 4 may reorder them for throughput).
-        Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = ApiKey, ["Selection__LogStream"] = LogStream, ["Messaging__ConsumerConcurrency"] = "1" }, SelectionPort);
+        // Selection replicas on consecutive ports from the fixed one, or free ports.
+        SelectionPorts = _settings.SelectionPort is { } fixedPort
+            ? [.. Enumerable.Range(fixedPort, _settings.SelectionReplicas)]
+            : [.. Enumerable.Range(0, _settings.SelectionReplicas).Select(_ => Repo.FreePort())];
+        for (var replica = 0; replica < SelectionPorts.Count; replica++)
+        {
+            // One router delivery at a time keeps each job's super-batches in Ingest's order, so a run with
+            // a fixed seed is reproducible (the service's default of 4 may reorder them for throughput).
+            _selections.Add(Start("JestMesh.Selection", new() { ["Selection__ApiKey"] = ApiKey, ["Selection__LogStream"] = LogStream, ["Messaging__ConsumerConcurrency"] = "1" },
+                SelectionPorts[replica], logName: replica == 0 ? null : $"JestMesh.Selection-{replica}"));
+        }
+
         await WaitUntilAsync("Scoring consumes super-batches", async ct => await _probe.DepthAsync(SuperBatchQueue, ct) is { } q && q.Consumers >= _settings.ScoringReplicas, cancellationToken);
         await WaitUntilAsync("Selection serves gRPC and has its batch log", async ct =>
-            await Repo.PortOpenAsync(SelectionPort, ct) && await _probe.DepthAsync(LogStream, ct) is not null, cancellationToken);
-        say($"pipeline: Scoring and Selection ready (Selection on 127.0.0.1:{SelectionPort})");
+            (await Task.WhenAll(SelectionPorts.Select(p => Repo.PortOpenAsync(p, ct)))).All(open => open) && await _probe.DepthAsync(LogStream, ct) is not null, cancellationToken);
+        say($"pipeline: Scoring and Selection ready (Selection on {SelectionEndpoints})");
+    }
+
+    /// <summary>The Scoring processes, by replica (a restarted one replaces the one it restarts).</summary>
+    public IReadOnlyList<ChildProcess> Scorings => _scorings;
+
+    /// <summary>The Selection processes, by replica (a restarted one replaces the one it restarts).</summary>
+    public IReadOnlyList<ChildProcess> Selections => _selections;
+
+    /// <summary>AMQP ports of the broker's nodes (one, or every node of the cluster).</summary>
+    public IReadOnlyList<int> BrokerNodePorts => [.. Enumerable.Range(_amqpPort, _settings.BrokerNodes)];
+
+    /// <summary>
+    /// SIGKILLs <paramref name="victim"/> (a process started here), waits until it is gone, and starts it again the same way:
+    /// a crash and the restart an orchestrator would make. The new process takes the old one's place (and replica index).
+    /// </summary>
+    public async Task<ChildProcess> KillAndRestartAsync(ChildProcess victim, CancellationToken cancellationToken)
+    {
+        await victim.KillAsync(cancellationToken);
+        return await RestartAsync(victim);
+    }
+
+    /// <summary>Starts again a process started here that has exited; the new one takes the old one's place.</summary>
+    public async Task<ChildProcess> RestartAsync(ChildProcess exited)
+    {
+        await exited.DisposeAsync();
+        var restarted = exited.Restart();
+        Replace(exited, restarted);
+        return restarted;
+    }
+
+    private void Replace(ChildProcess old, ChildProcess replacement)
+    {
+        var kept = _started.Reverse().Select(s => ReferenceEquals(s, old) ? replacement : s).ToList();
+        _started.Clear();
+        foreach (var k in kept)
+        {
+            _started.Push(k);
+        }
+
+        foreach (var list in new[] { _scorings, _selections })
+        {
+            if (list.IndexOf(old) is var i and >= 0)
+            {
+                list[i] = replacement;
+            }
+        }
+    }
+
+    /// <summary>SIGKILLs the broker node on <paramref name="nodePort"/> (scripts/broker.sh kill): a crash, no goodbye to clients or peers.</summary>
+    public async Task KillBrokerNodeAsync(int nodePort, CancellationToken cancellationToken)
+    {
+        var code = await Repo.RunAsync(repo.Script("broker.sh"), ["kill", _brokerDir, nodePort.ToString(CultureInfo.InvariantCulture)], repo.Root, cancellationToken, _brokerEnv);
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"scripts/broker.sh kill {_brokerDir} {nodePort} failed (exit {code}).");
+        }
+    }
+
+    /// <summary>Starts every broker node that is not running (a killed node restarts from its data and rejoins); returns once all run.</summary>
+    public async Task RestartDeadBrokerNodesAsync(CancellationToken cancellationToken)
+    {
+        // It prints the nodes' URIs again: the services have them already.
+        var code = await Repo.RunAsync(repo.Script("broker.sh"), ["start", _brokerDir], repo.Root, cancellationToken, _brokerEnv, onLine: _ => { });
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"scripts/broker.sh start {_brokerDir} (restarting dead nodes) failed (exit {code}); see {_brokerDir}.");
+        }
+    }
+
+    /// <summary>AMQP port of the node leading quorum queue <paramref name="queue"/>, asked of a node that runs (null: not known now).</summary>
+    public async Task<int?> QueueLeaderPortAsync(string queue, CancellationToken cancellationToken)
+    {
+        foreach (var port in BrokerNodePorts)
+        {
+            var env = new Dictionary<string, string>(_brokerEnv) { ["JESTMESH_AMQP_PORT"] = port.ToString(CultureInfo.InvariantCulture) };
+            var json = new System.Text.StringBuilder();
+            var code = await Repo.RunAsync(repo.Script("broker.sh"), ["ctl", _brokerDir, "list_queues", "name", "leader", "--formatter", "json", "-q"], repo.Root, cancellationToken, env,
+                line => json.AppendLine(line));
+            if (code != 0)
+            {
+                continue;
+            }
+
+            using var document = System.Text.Json.JsonDocument.Parse(json.ToString());
+            foreach (var row in document.RootElement.EnumerateArray())
+            {
+                // Node names are jestmesh-PORT@localhost (scripts/broker.sh).
+                if (row.GetProperty("name").GetString() == queue && row.GetProperty("leader").GetString() is { } leader
+                    && int.TryParse(leader.AsSpan("jestmesh-".Length, leader.IndexOf('@', StringComparison.Ordinal) - "jestmesh-".Length), NumberStyles.None, CultureInfo.InvariantCulture, out var leaderPort))
+                {
+                    return leaderPort;
+                }
+            }
+
+            return null;
+        }
+
+        return null;
     }
 
     /// <summary>
@@ -272,7 +397,7 @@ internal sealed record PipelineSettings
     /// <summary>RabbitMQ nodes: 1, or a cluster of this many on loopback (quorum queues and the batch log replicated on all).</summary>
     public int BrokerNodes { get; init; } = 1;
 
-    /// <summary>Selection's gRPC port (null: a free one).</summary>
+    /// <summary>The first Selection replica's gRPC port (null: free ones).</summary>
     public int? SelectionPort { get; init; }
 
     /// <summary>Selection's API key (null: a fresh random one).</summary>
@@ -283,4 +408,7 @@ internal sealed record PipelineSettings
 
     /// <summary>Scoring processes, competing consumers of the super-batch queue; each keeps its own cache file.</summary>
     public int ScoringReplicas { get; init; } = 1;
+
+    /// <summary>Selection processes on consecutive ports from <see cref="SelectionPort"/> (or free ones); one holds a job at a time.</summary>
+    public int SelectionReplicas { get; init; } = 1;
 }

@@ -34,25 +34,8 @@ internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string ou
         await using var log = await pipeline.Probe.FollowLogAsync(LocalPipeline.LogStream, cancellationToken);
         progress.Start();
         var ingest = pipeline.Start("JestMesh.Ingest", IngestSettings(plan, job, n, plan.Steps, ((long)plan.Steps * n / 50_000) + 2), logName: "ingest-" + run.Slug);
-        var trainer = pipeline.Start("JestMesh.Trainer", new()
-        {
-            ["Trainer__SelectionAddress"] = $"http://127.0.0.1:{pipeline.SelectionPort}",
-            ["Trainer__ApiKey"] = pipeline.ApiKey,
-            ["Trainer__Job"] = job,
-            ["Trainer__Policy"] = run.TrainerPolicy,
-            ["Trainer__FilterRatio"] = run.FilterRatio.ToString(CultureInfo.InvariantCulture),
-            ["Trainer__Chunks"] = (run.Independent ? 1 : plan.Chunks).ToString(CultureInfo.InvariantCulture),
-            ["Trainer__Gain"] = plan.Gain.ToString(CultureInfo.InvariantCulture),
-            ["Trainer__ScoreResolution"] = run.ScoreResolution.ToString(CultureInfo.InvariantCulture),
-            ["Trainer__Seed"] = plan.Seed.ToString(CultureInfo.InvariantCulture),
-            ["Trainer__Steps"] = plan.Steps.ToString(CultureInfo.InvariantCulture),
-            ["Trainer__EvalEvery"] = plan.EvalEvery.ToString(CultureInfo.InvariantCulture),
-            ["Trainer__EvalLimit"] = plan.EvalLimit.ToString(CultureInfo.InvariantCulture),
-            ["Trainer__DataSeed"] = plan.DataSeed.ToString(CultureInfo.InvariantCulture),
-            // Checkpoint where it evaluates anyway: the wall time per step leaves those steps out.
-            ["Trainer__CheckpointEvery"] = plan.EvalEvery.ToString(CultureInfo.InvariantCulture),
-            ["Trainer__CheckpointDirectory"] = checkpoints,
-        }, logName: "trainer-" + run.Slug);
+        // Checkpoint where it evaluates anyway: the wall time per step leaves those steps out.
+        var trainer = pipeline.Start("JestMesh.Trainer", TrainerSettings(pipeline, plan, run, job, checkpoints, checkpointEvery: plan.EvalEvery), logName: "trainer-" + run.Slug);
 
         var exit = trainer.WaitForExitAsync(cancellationToken);
         System.Diagnostics.Stopwatch? pastFirstEval = null;
@@ -103,6 +86,29 @@ internal sealed class RunDriver(LocalPipeline pipeline, DemoPlan plan, string ou
         progress.Stop();
         return data;
     }
+
+    /// <summary>
+    /// A Trainer's settings for <paramref name="run"/> on <paramref name="job"/> against the pipeline's Selection replicas (every
+    /// address: one that refuses the job or dies sends the trainer on to the next); shared with <c>./jestmesh chaos</c>.
+    /// </summary>
+    internal static Dictionary<string, string> TrainerSettings(LocalPipeline pipeline, DemoPlan plan, RunPlan run, string job, string checkpoints, int checkpointEvery) => new()
+    {
+        ["Trainer__SelectionAddress"] = pipeline.SelectionAddresses,
+        ["Trainer__ApiKey"] = pipeline.ApiKey,
+        ["Trainer__Job"] = job,
+        ["Trainer__Policy"] = run.TrainerPolicy,
+        ["Trainer__FilterRatio"] = run.FilterRatio.ToString(CultureInfo.InvariantCulture),
+        ["Trainer__Chunks"] = (run.Independent ? 1 : plan.Chunks).ToString(CultureInfo.InvariantCulture),
+        ["Trainer__Gain"] = plan.Gain.ToString(CultureInfo.InvariantCulture),
+        ["Trainer__ScoreResolution"] = run.ScoreResolution.ToString(CultureInfo.InvariantCulture),
+        ["Trainer__Seed"] = plan.Seed.ToString(CultureInfo.InvariantCulture),
+        ["Trainer__Steps"] = plan.Steps.ToString(CultureInfo.InvariantCulture),
+        ["Trainer__EvalEvery"] = plan.EvalEvery.ToString(CultureInfo.InvariantCulture),
+        ["Trainer__EvalLimit"] = plan.EvalLimit.ToString(CultureInfo.InvariantCulture),
+        ["Trainer__DataSeed"] = plan.DataSeed.ToString(CultureInfo.InvariantCulture),
+        ["Trainer__CheckpointEvery"] = checkpointEvery.ToString(CultureInfo.InvariantCulture),
+        ["Trainer__CheckpointDirectory"] = checkpoints,
+    };
 
     /// <summary>Ingest's settings for one job over the built-in pool (<paramref name="maxSuperBatches"/> 0: no limit); shared with <c>./jestmesh up</c>.</summary>
     internal static Dictionary<string, string> IngestSettings(DemoPlan plan, string job, int superBatchSize, int maxSuperBatches, long epochs) => new()

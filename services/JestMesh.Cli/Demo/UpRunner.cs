@@ -33,6 +33,9 @@ internal sealed record UpOptions
     /// <summary>Scoring processes (competing consumers, a cache each).</summary>
     public int ScoringReplicas { get; init; } = 1;
 
+    /// <summary>Selection processes on consecutive ports from <see cref="Port"/> (one holds a job at a time).</summary>
+    public int SelectionReplicas { get; init; } = 1;
+
     /// <summary>
     /// Super-batches Ingest publishes per job (0: until stopped). A job's backlog of scored super-batches
     /// is bounded by Ingest:MaxAhead either way; this caps the run itself.
@@ -72,9 +75,11 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
             throw new ArgumentException("--max-super-batches must be ≥ 0 (0: no end).");
         }
 
-        if (!Repo.PortFree(options.Port))
+        if (Enumerable.Range(options.Port, options.SelectionReplicas).FirstOrDefault(p => !Repo.PortFree(p)) is var taken and > 0)
         {
-            throw new InvalidOperationException($"--port {options.Port}: 127.0.0.1:{options.Port} is taken; pass a free port with --port.");
+            throw new InvalidOperationException(options.SelectionReplicas == 1
+                ? $"--port {options.Port}: 127.0.0.1:{options.Port} is taken; pass a free port with --port."
+                : $"--port {options.Port} with --selection-replicas {options.SelectionReplicas}: 127.0.0.1:{taken} is taken; the replicas need {options.Port}-{options.Port + options.SelectionReplicas - 1} free.");
         }
 
         // The user's shards and bundle are checked before anything is installed, built or started.
@@ -91,6 +96,7 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
             KeepBrokerData = true,
             BrokerNodes = options.Cluster,
             ScoringReplicas = options.ScoringReplicas,
+            SelectionReplicas = options.SelectionReplicas,
             SelectionPort = options.Port,
             ApiKey = options.ApiKey,
             CacheDirectory = state,
@@ -118,7 +124,7 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
                 cancellationToken, TimeSpan.FromMinutes(15));
         }
 
-        await stdout.WriteLineAsync($"ready address=127.0.0.1:{pipeline.SelectionPort} api_key={pipeline.ApiKey} jobs={string.Join(',', options.Jobs)}");
+        await stdout.WriteLineAsync($"ready address={pipeline.SelectionEndpoints} api_key={pipeline.ApiKey} jobs={string.Join(',', options.Jobs)}");
         await stdout.FlushAsync(cancellationToken);
         try
         {
