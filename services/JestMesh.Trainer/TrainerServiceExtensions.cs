@@ -46,18 +46,33 @@ public static class TrainerServiceExtensions
     }
 }
 
-/// <summary>Runs the trainer to its last step, then stops the host.</summary>
-public sealed class TrainerWorker(IOptions<TrainerOptions> options, IHostApplicationLifetime lifetime, ILogger<CuratedTrainer> logger) : BackgroundService
+/// <summary>
+/// Runs the trainer to its last step, then stops the host (exit code 0). A run that fails stops the host
+/// with exit code 1, so a Kubernetes Job or any supervisor sees a failure, not a finished run (the host
+/// alone would exit 0 after a background service's exception); a stop asked for from outside is not a failure.
+/// </summary>
+public sealed partial class TrainerWorker(IOptions<TrainerOptions> options, IHostApplicationLifetime lifetime, ILogger<CuratedTrainer> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var settings = options.Value;
-        using var channel = TrainerServiceExtensions.CreateChannel(settings);
-        using var evaluator = settings.EvalEvery > 0
-            ? new Evaluator(PairDataset.Build(new DataOptions { Seed = settings.DataSeed }), settings.EvalLimit == 0 ? null : settings.EvalLimit)
-            : null;
-        using var trainer = new CuratedTrainer(settings, channel, evaluator, logger);
-        await trainer.RunAsync(stoppingToken);
+        try
+        {
+            var settings = options.Value;
+            using var channel = TrainerServiceExtensions.CreateChannel(settings);
+            using var evaluator = settings.EvalEvery > 0
+                ? new Evaluator(PairDataset.Build(new DataOptions { Seed = settings.DataSeed }), settings.EvalLimit == 0 ? null : settings.EvalLimit)
+                : null;
+            using var trainer = new CuratedTrainer(settings, channel, evaluator, logger);
+            await trainer.RunAsync(stoppingToken);
+        }
+        catch (Exception e) when (!(e is OperationCanceledException && stoppingToken.IsCancellationRequested))
+        {
+            Environment.ExitCode = 1;
+            LogFailed(logger, e.Message, e);
+        }
         lifetime.StopApplication();
     }
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "The training run failed and stops unfinished (exit code 1): {Reason}")]
+    private static partial void LogFailed(ILogger logger, string reason, Exception exception);
 }

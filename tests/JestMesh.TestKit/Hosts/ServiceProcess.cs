@@ -86,6 +86,21 @@ public sealed class ServiceProcess : IDisposable
         }, deadline, $"{Name} to be ready");
     }
 
+    /// <summary>Waits for the process to exit by itself within <paramref name="deadline"/> and returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan deadline)
+    {
+        using var timeout = new CancellationTokenSource(deadline);
+        try
+        {
+            await _process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"{Name} did not exit within {deadline.TotalSeconds:0} s.");
+        }
+        return _process.ExitCode;
+    }
+
     /// <summary>SIGSTOP: the process runs no more code but keeps its sockets, so the broker keeps its unacked deliveries in its hands until it is killed.</summary>
     public void Suspend()
     {
