@@ -25,7 +25,7 @@ internal static class ChaosCommand
 
         command.SetAction(async (parse, cancellationToken) =>
         {
-            var (stop, registrations) = UpRunner.StopSignals(cancellationToken);
+            using var stop = StopSignal.Listen(cancellationToken);
             try
             {
                 var n = parse.GetValue(trials);
@@ -68,15 +68,6 @@ internal static class ChaosCommand
             {
                 Console.Error.WriteLine($"chaos: {e.Message}");
                 return 2;
-            }
-            finally
-            {
-                foreach (var r in registrations)
-                {
-                    r.Dispose();
-                }
-
-                stop.Dispose();
             }
         });
         return command;

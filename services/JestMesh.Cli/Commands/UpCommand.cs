@@ -39,7 +39,7 @@ internal static class UpCommand
 
         command.SetAction(async (parse, cancellationToken) =>
         {
-            var (stop, registrations) = UpRunner.StopSignals(cancellationToken);
+            using var stop = StopSignal.Listen(cancellationToken);
             try
             {
                 var names = parse.GetValue(jobs) is { Length: > 0 } j ? j : ["default"];
@@ -93,15 +93,6 @@ internal static class UpCommand
             {
                 Console.Error.WriteLine($"up: {e.Message}");
                 return 1;
-            }
-            finally
-            {
-                foreach (var r in registrations)
-                {
-                    r.Dispose();
-                }
-
-                stop.Dispose();
             }
         });
         return command;

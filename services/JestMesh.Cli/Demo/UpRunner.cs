@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
 using JestMesh.Data.WebDataset;
 using JestMesh.Learning;
 
@@ -187,24 +186,4 @@ internal sealed class UpRunner(UpOptions options, Repo repo, TextWriter stdout)
     }
 
     private void Say(string message) => stdout.WriteLine($"{DateTime.Now:HH:mm:ss} {message}");
-
-    /// <summary>A token cancelled by SIGINT or SIGTERM (either stops <c>up</c> cleanly, exit 0).</summary>
-    public static (CancellationTokenSource Source, IDisposable[] Registrations) StopSignals(CancellationToken outer)
-    {
-        var source = CancellationTokenSource.CreateLinkedTokenSource(outer);
-        IDisposable[] registrations = [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM }.Select(s => PosixSignalRegistration.Create(s, context =>
-        {
-            context.Cancel = true;
-            try
-            {
-                source.Cancel();
-            }
-            catch (ObjectDisposedException)
-            {
-                // A signal handled after `up` had stopped and disposed the source (a second Ctrl-C, or one the runtime
-                // dispatched just before the registration was disposed): there is nothing left to stop.
-            }
-        }))];
-        return (source, registrations);
-    }
 }
