@@ -41,6 +41,15 @@ public sealed class ScoringOptions
     /// </summary>
     public string PrecomputedDirectory { get; set; } = "";
 
+    /// <summary>
+    /// Also attach the reference's InfoNCE losses over each super-batch (ScoredSuperBatch.reference_info_nce): the
+    /// frozen reference's half of the softmax score source's first chunk, computed once per super-batch for every job
+    /// instead of once per job (O(N²·d) per super-batch on the CPU, ~8 ms at N = 2,048, d = 64; 16·N bytes more per
+    /// message). Off by default: no Selection session selects with the softmax source yet (its loss kinds are sigmoid
+    /// and per-example), and a consumer without the field computes the same values itself.
+    /// </summary>
+    public bool ReferenceInfoNce { get; set; }
+
     /// <summary>Refuse super-batches whose data fingerprint differs (empty: accept any).</summary>
     public string ExpectedDataFingerprint { get; set; } = "";
 }
