@@ -21,6 +21,7 @@ public sealed partial class BrokerConnections : IAsyncDisposable
     private IConnection? _consume;
     private IConnection? _holding;
     private bool _disposed;
+    private long _disruptions;
 
     public BrokerConnections(IOptions<MessagingOptions> options, ILogger<BrokerConnections> logger)
     {
@@ -33,6 +34,12 @@ public sealed partial class BrokerConnections : IAsyncDisposable
     public MessagingOptions Options => _options;
 
     public QueueTopology Topology { get; }
+
+    /// <summary>
+    /// How many times a connection of this service was lost so far (not closed by the service): a
+    /// caller that saw it change while it waited cannot trust a "does not exist" it got meanwhile.
+    /// </summary>
+    public long Disruptions => Interlocked.Read(ref _disruptions);
 
     /// <summary>True when every connection opened so far is currently open (readiness).</summary>
     public bool IsHealthy => (_publish?.IsOpen ?? true) && (_consume?.IsOpen ?? true);
@@ -191,6 +198,7 @@ public sealed partial class BrokerConnections : IAsyncDisposable
                 {
                     if (args.Initiator != ShutdownInitiator.Application)
                     {
+                        Interlocked.Increment(ref _disruptions);
                         LogConnectionLost(_logger, role, args.ReplyText);
                     }
                     return Task.CompletedTask;

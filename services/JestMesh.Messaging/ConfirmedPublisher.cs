@@ -25,7 +25,8 @@ public sealed record OutgoingMessage(string Exchange, string RoutingKey, string 
 /// Publishes persistent messages and returns only once the broker confirmed them. Confirms are
 /// tracked by the client, and outstanding confirms are bounded (a publisher past the bound waits).
 /// A publish that meets a dead channel (broker restart) is retried with the same message id until
-/// it is confirmed, so delivery is at-least-once and consumers deduplicate.
+/// it is confirmed, so delivery is at-least-once and consumers deduplicate; so is one whose confirm
+/// does not come within Messaging:ConfirmTimeout (on a new channel).
 /// </summary>
 public sealed partial class ConfirmedPublisher : IAsyncDisposable
 {
@@ -74,13 +75,26 @@ public sealed partial class ConfirmedPublisher : IAsyncDisposable
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            deadline.CancelAfter(_connections.Options.ConfirmTimeout);
+            IChannel? channel = null;
             try
             {
-                var channel = await ChannelAsync(cancellationToken);
+                channel = await ChannelAsync(deadline.Token);
                 // mandatory: an unroutable message (queue missing) is an error, not a silent drop.
-                await channel.BasicPublishAsync(message.Exchange, message.RoutingKey, mandatory: true, properties, message.Body, cancellationToken);
+                await channel.BasicPublishAsync(message.Exchange, message.RoutingKey, mandatory: true, properties, message.Body, deadline.Token);
                 MessagingTelemetry.Published.Add(1);
                 return;
+            }
+            catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                // No confirm in time: the broker node may have died with it, or the client lost track
+                // of it in a recovery. Publishing again on a new channel is safe (same id, consumers
+                // drop duplicates); waiting on is not, as that confirm may never come.
+                MessagingTelemetry.ConfirmTimeouts.Add(1);
+                LogConfirmTimeout(_logger, message.MessageId, destination, _connections.Options.ConfirmTimeout.TotalSeconds);
+                activity?.AddEvent(new ActivityEvent("confirm timeout"));
+                await AbandonAsync(channel);
             }
             catch (PublishReturnException ex)
             {
@@ -105,7 +119,54 @@ public sealed partial class ConfirmedPublisher : IAsyncDisposable
         }
     }
 
-    internal static bool IsConnectionFailure(Exception ex) =>
+    /// <summary>
+    /// Stops using <paramref name="channel"/> (the next publish opens a new one) and closes it in the
+    /// background, as closing a channel whose confirms hang can hang too.
+    /// </summary>
+    private async Task AbandonAsync(IChannel? channel)
+    {
+        if (channel is null)
+        {
+            return;
+        }
+        await _gate.WaitAsync(CancellationToken.None);
+        try
+        {
+            if (ReferenceEquals(_channel, channel))
+            {
+                _channel = null;
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+        _ = CloseQuietlyAsync(channel);
+    }
+
+    private static async Task CloseQuietlyAsync(IChannel channel)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await channel.CloseAsync(Constants.ReplySuccess, "confirm timeout", abort: true, timeout.Token);
+        }
+        catch (Exception ex) when (IsConnectionFailure(ex) || ex is OperationCanceledException)
+        {
+            // Gone already, or as stuck as its confirms: dropped either way.
+        }
+        try
+        {
+            await channel.DisposeAsync();
+        }
+        catch (Exception ex) when (IsConnectionFailure(ex) || ex is OperationCanceledException)
+        {
+            // As above.
+        }
+    }
+
+    /// <summary>True for the exceptions a lost broker connection or channel throws (worth a retry once it recovers).</summary>
+    public static bool IsConnectionFailure(Exception ex) =>
         ex is AlreadyClosedException or OperationInterruptedException or IOException or ObjectDisposedException
         || (ex is TaskCanceledException && ex.InnerException is not null);
 
@@ -163,6 +224,9 @@ public sealed partial class ConfirmedPublisher : IAsyncDisposable
         }
         _gate.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Publish of {MessageId} to {Destination} had no confirm within {Seconds} s (Messaging:ConfirmTimeout); publishing it again on a new channel")]
+    private static partial void LogConfirmTimeout(ILogger logger, string messageId, string destination, double seconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Publish of {MessageId} met a closed channel ({Reason}); retrying after recovery")]
     private static partial void LogPublishRetry(ILogger logger, string messageId, string reason);

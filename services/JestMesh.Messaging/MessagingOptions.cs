@@ -52,6 +52,14 @@ public sealed class MessagingOptions : IValidatableObject
     [Range(typeof(TimeSpan), "00:00:00.050", "00:05:00")]
     public TimeSpan RecoveryInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Longest wait for the broker's confirm of one publish. Past it the channel is dropped and the
+    /// message published again, with the same id, on a new one: a confirm lost with a dead node (or
+    /// never completed by the client after a recovery) must not stall its publisher for ever.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
+    public TimeSpan ConfirmTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
     /// <summary>Pause before a message whose handler failed transiently is returned to the queue.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:05:00")]
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(200);

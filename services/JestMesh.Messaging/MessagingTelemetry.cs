@@ -15,6 +15,7 @@ public static class MessagingTelemetry
 
     internal static readonly Counter<long> Published = Meter.CreateCounter<long>("jestmesh.messaging.published", "{message}", "Messages confirmed by the broker.");
     internal static readonly Counter<long> PublishNacks = Meter.CreateCounter<long>("jestmesh.messaging.publish_nacks", "{message}", "Publishes the broker refused (queue full).");
+    internal static readonly Counter<long> ConfirmTimeouts = Meter.CreateCounter<long>("jestmesh.messaging.confirm_timeouts", "{message}", "Publishes whose confirm did not come within Messaging:ConfirmTimeout (published again on a new channel).");
     internal static readonly Counter<long> Consumed = Meter.CreateCounter<long>("jestmesh.messaging.consumed", "{message}", "Messages processed and acked.");
     internal static readonly Counter<long> Duplicates = Meter.CreateCounter<long>("jestmesh.messaging.duplicates", "{message}", "Deliveries dropped because their message id was already processed.");
     internal static readonly Counter<long> DeadLettered = Meter.CreateCounter<long>("jestmesh.messaging.dead_lettered", "{message}", "Messages sent to the dead-letter exchange.");

@@ -104,7 +104,9 @@ public sealed partial class CurationService(SessionStore store, JobFeeds feeds, 
         }
         await store.Loaded.WaitAsync(cancellationToken);
         var job = open.IsNew ? open.Job : await JobOfAsync(open, field, cancellationToken);
-        var membership = await feeds.JoinAsync(job, field, deadline, cancellationToken);
+        // A resume of a session the log has: its job exists, whatever the broker says meanwhile.
+        var onRecord = !open.IsNew && store.JobOf(open.SessionId) is not null;
+        var membership = await feeds.JoinAsync(job, field, deadline, onRecord, cancellationToken);
         try
         {
             var feed = membership.Feed;

@@ -99,22 +99,57 @@ public sealed class JobFeeds : IAsyncDisposable
         return true;
     }
 
+    /// <summary>Joins a stream to a job that is not known to be on record (see the overload).</summary>
+    public Task<JobMembership> JoinAsync(string job, string field, DateTime deadline, CancellationToken cancellationToken) =>
+        JoinAsync(job, field, deadline, onRecord: false, cancellationToken);
+
     /// <summary>
     /// Joins a stream to <paramref name="job"/>: waits until <paramref name="deadline"/> (the open's
     /// Selection:UnknownJobWait) for the job to exist, starts its feed, and takes one of its
-    /// Selection:MaxSessionsPerJob slots.
+    /// Selection:MaxSessionsPerJob slots. <paramref name="onRecord"/>: the batch log has sessions of
+    /// the job, so it exists whatever the broker answers now.
     /// </summary>
-    /// <exception cref="SelectionException">NOT_FOUND for a job that does not exist; RESOURCE_EXHAUSTED at a bound.</exception>
-    public async Task<JobMembership> JoinAsync(string job, string field, DateTime deadline, CancellationToken cancellationToken)
+    /// <exception cref="SelectionException">
+    /// NOT_FOUND for a job that does not exist; UNAVAILABLE when that cannot be told (the job is on
+    /// record, or the broker connection was lost during the wait); RESOURCE_EXHAUSTED at a bound.
+    /// </exception>
+    public async Task<JobMembership> JoinAsync(string job, string field, DateTime deadline, bool onRecord, CancellationToken cancellationToken)
     {
-        while (!await ExistsAsync(job, cancellationToken))
+        var disruptions = _connections.Disruptions;
+        string? brokerError = null;
+        while (!await ExistsOrFailedAsync())
         {
             if (DateTime.UtcNow >= deadline)
             {
-                throw SelectionException.NotFound($"{field}.job {ClientText.Quote(job)} does not exist: no scored super-batch of it arrived (waited {_options.UnknownJobWait.TotalSeconds:0.#} s). Ingest the job first.");
+                var waited = $"{_options.UnknownJobWait.TotalSeconds:0.#} s";
+                if (onRecord)
+                {
+                    // A job's queue is never deleted: one the log knows and the broker does not show
+                    // is a broker that is recovering (a node restarting), not a job that never was.
+                    throw SelectionException.Unavailable($"{field}.job {ClientText.Quote(job)} has sessions in the batch log, but the broker did not show its queue within {waited} (a broker node recovering?); retry.");
+                }
+                if (brokerError is not null || _connections.Disruptions != disruptions)
+                {
+                    throw SelectionException.Unavailable($"whether {field}.job {ClientText.Quote(job)} exists could not be told within {waited}: the broker connection was lost meanwhile ({brokerError ?? "recovered"}); retry.");
+                }
+                throw SelectionException.NotFound($"{field}.job {ClientText.Quote(job)} does not exist: no scored super-batch of it arrived (waited {waited}). Ingest the job first.");
             }
             await Task.Delay(ExistencePoll, cancellationToken);
         }
+
+        async Task<bool> ExistsOrFailedAsync()
+        {
+            try
+            {
+                return await ExistsAsync(job, cancellationToken);
+            }
+            catch (Exception ex) when (ConfirmedPublisher.IsConnectionFailure(ex) && !cancellationToken.IsCancellationRequested)
+            {
+                brokerError = ex.Message;
+                return false;
+            }
+        }
+
         if (!_feeds.ContainsKey(job) && _feeds.Count >= _options.MaxJobs)
         {
             throw SelectionException.Exhausted($"this replica serves {_options.MaxJobs} jobs already (Selection:MaxJobs); {field}.job {ClientText.Quote(job)} must wait or go to another replica.");

@@ -299,7 +299,7 @@ public sealed partial class SessionStore : IDisposable
                 {
                     if (takeover is not null)
                     {
-                        _fences.Add(takeover, offset);
+                        _fences.Add(takeover, offset, marker);
                     }
                     return new CatchUp(offset, sessions, batches);
                 }
@@ -361,7 +361,7 @@ public sealed partial class SessionStore : IDisposable
             {
                 case SelectionLogRecord.KindOneofCase.Marker when record.Job.Length > 0:
                     // Another replica (or this one, earlier) took the job over here.
-                    _fences.Add(record.Job, offset);
+                    _fences.Add(record.Job, offset, record.Marker);
                     return SelectionLogRecord.KindOneofCase.None;
                 case SelectionLogRecord.KindOneofCase.Session:
                     var s = record.Session;
@@ -664,13 +664,22 @@ internal sealed class EvictedSession(string job, long createdUnixSeconds, long l
 internal sealed class JobFences
 {
     private readonly Dictionary<string, List<long>> _takeovers = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _markers = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
 
-    /// <summary>Adds a takeover of <paramref name="job"/> at <paramref name="offset"/> (read in log order; a repeat is ignored).</summary>
-    public void Add(string job, long offset)
+    /// <summary>
+    /// Adds the takeover <paramref name="marker"/> of <paramref name="job"/> at <paramref name="offset"/>
+    /// (read in log order). A marker appended twice (a publish retried after its confirm was lost)
+    /// is one takeover, at its first offset: the copy would otherwise fence its own holder's batches.
+    /// </summary>
+    public void Add(string job, long offset, string marker)
     {
         lock (_gate)
         {
+            if (!_markers.Add(marker))
+            {
+                return;
+            }
             if (!_takeovers.TryGetValue(job, out var offsets))
             {
                 _takeovers[job] = offsets = [];

@@ -60,6 +60,12 @@ public sealed class JobFeedsTests(SelectionFixture fixture)
         Assert.Contains("open.job 'ghost'", error.Message, StringComparison.Ordinal);
         Assert.False((await ProtoClient.QueueAsync(broker, feeds.QueueOf("ghost"))).Exists);
 
+        // A job the batch log has sessions of exists, whatever the broker shows now (a node
+        // restarting): that open is told to retry, not that the job does not exist.
+        var unsure = await Assert.ThrowsAsync<SelectionException>(() => feeds.JoinAsync("ghost", "open", DateTime.UtcNow.AddSeconds(1), onRecord: true, CancellationToken.None));
+        Assert.Equal(Grpc.Core.StatusCode.Unavailable, unsure.Code);
+        Assert.Contains("open.job 'ghost' has sessions in the batch log", unsure.Message, StringComparison.Ordinal);
+
         // A scored super-batch of the job arrives: the router creates its queue, and a waiting join gets in.
         var join = feeds.JoinAsync("late", "open", DateTime.UtcNow.AddSeconds(30), CancellationToken.None);
         await TestData.PublishAsync(fixture.Feeder, broker, "late", 1, N);

@@ -138,6 +138,9 @@ public sealed class TestBroker : IAsyncDisposable
     /// <summary>rabbitmqctl stop_app: every connection drops, queues and messages stay on disk.</summary>
     public Task StopAppAsync() => RunAsync(_script, _port, _nodes, "ctl", _directory, "stop_app");
 
+    /// <summary>Runs rabbitmqctl on the (first) node with <paramref name="arguments"/>; returns its output.</summary>
+    public Task<string> CtlAsync(params string[] arguments) => RunAsync(_script, _port, _nodes, "ctl", _directory, arguments);
+
     /// <summary>rabbitmqctl start_app (returns once the application runs).</summary>
     public Task StartAppAsync() => RunAsync(_script, _port, _nodes, "ctl", _directory, "start_app");
 
