@@ -86,6 +86,12 @@ public sealed partial class ScoredSuperBatch
         {
             throw new InvalidDataException($"scored super-batch {Id}: reference α = {ReferenceAlpha}, β = {ReferenceBeta} must be finite.");
         }
+        // Both contrastive sources compute u = α⟨img, txt⟩ in float32 (the softmax one refuses a bound that overflows it).
+        var bound = JestMesh.Curation.ScoreSources.SoftmaxLogitBound(new JestMesh.Curation.ContrastiveEmbeddings(image, text, n, dim, ReferenceAlpha, ReferenceBeta));
+        if (!(bound <= float.MaxValue))
+        {
+            throw new InvalidDataException($"scored super-batch {Id}: reference_alpha {ReferenceAlpha} makes |α|·max‖img‖·max‖txt‖ = {bound:G4}, which overflows float32.");
+        }
         return (image, text, dim);
     }
 

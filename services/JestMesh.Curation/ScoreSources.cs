@@ -43,6 +43,16 @@ public static class ScoreSources
         return new SoftmaxContrastiveSource(policy, models, Array.ConvertAll(signs, s => (double)s), firstPass);
     }
 
+    /// <summary>
+    /// The bound on |u| = |α⟨img, txt⟩| the softmax source works with (|α|·max‖img‖·max‖txt‖, with a little slack for rounding):
+    /// <see cref="SoftmaxContrastive"/> refuses a model whose bound is not a finite float32, since it computes u in float32.
+    /// </summary>
+    public static double SoftmaxLogitBound(ContrastiveEmbeddings model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return SoftmaxContrastiveSource.LogitBound(model);
+    }
+
     /// <summary>Per-example losses (length N each): S is diagonal with S_cc = policy-weighted loss.</summary>
     public static IScoreSource PerExampleLoss(SelectionPolicy policy, float[]? learnerLoss, float[]? referenceLoss)
     {

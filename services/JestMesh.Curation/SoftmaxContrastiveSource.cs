@@ -48,12 +48,21 @@ public sealed partial class SoftmaxContrastiveSource : IScoreSource
         _fixedShift = true;
         for (int m = 0; m < models.Length; m++)
         {
-            // Cauchy–Schwarz: |u_ck| ≤ |α|·max‖img‖·max‖txt‖ (plus a little for float rounding of the dots).
-            double bound = Math.Abs(models[m].Alpha) * MaxNorm(models[m].ImageArray, Dim) * MaxNorm(models[m].TextArray, Dim);
-            _shifts[m] = (float)((bound * (1 + 1e-5)) + 1e-6);
+            double bound = LogitBound(models[m]);
+            if (!(bound <= float.MaxValue))
+            {
+                // The kernels compute u in float32: an α this large makes some u ±∞ and the sums NaN.
+                throw new ArgumentException($"model {m}: |α|·max‖img‖·max‖txt‖ = {bound:G4} (α = {models[m].Alpha}) overflows float32.", nameof(models));
+            }
+
+            _shifts[m] = (float)bound;
             _fixedShift &= _shifts[m] <= SoftmaxKernel.MaxShift;
         }
     }
+
+    /// <summary>Cauchy–Schwarz: |u_ck| ≤ |α|·max‖img‖·max‖txt‖, plus a little for float rounding of the dots: the fixed shift, and what must fit a float32.</summary>
+    internal static double LogitBound(ContrastiveEmbeddings model) =>
+        (Math.Abs(model.Alpha) * MaxNorm(model.ImageArray, model.Dim) * MaxNorm(model.TextArray, model.Dim) * (1 + 1e-5)) + 1e-6;
 
     public int Count { get; }
 
