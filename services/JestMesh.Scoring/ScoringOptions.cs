@@ -43,10 +43,12 @@ public sealed class ScoringOptions
 
     /// <summary>
     /// Also attach the reference's InfoNCE losses over each super-batch (ScoredSuperBatch.reference_info_nce): the
-    /// frozen reference's half of the softmax score source's first chunk, computed once per super-batch for every job
-    /// instead of once per job (O(N²·d) per super-batch on the CPU, ~8 ms at N = 2,048, d = 64; 16·N bytes more per
-    /// message). Off by default: no Selection session selects with the softmax source yet (its loss kinds are sigmoid
-    /// and per-example), and a consumer without the field computes the same values itself.
+    /// frozen reference's half of the softmax score source's first chunk, computed here, ahead of the learner, instead
+    /// of by Selection between the learner's scores and its batch (O(N²·d) per super-batch on the CPU, ~7–8 ms at
+    /// N = 2,048, d = 64; 16·N bytes more per message). The same work moved, not saved: each super-batch is selected
+    /// by one session. Turn it on when the jobs' sessions use LOSS_KIND_SOFTMAX with learnability or easy-reference;
+    /// off (the default) otherwise, since sigmoid and per-example sessions never read the field and Selection
+    /// computes the same values itself when it is absent.
     /// </summary>
     public bool ReferenceInfoNce { get; set; }
 
