@@ -86,6 +86,53 @@ public sealed partial class ScoredSuperBatch
         {
             throw new InvalidDataException($"scored super-batch {Id}: reference α = {ReferenceAlpha}, β = {ReferenceBeta} must be finite.");
         }
+        // Both contrastive sources compute u = α⟨img, txt⟩ in float32 (the softmax one refuses a bound that overflows it).
+        var bound = JestMesh.Curation.ScoreSources.SoftmaxLogitBound(new JestMesh.Curation.ContrastiveEmbeddings(image, text, n, dim, ReferenceAlpha, ReferenceBeta));
+        if (!(bound <= float.MaxValue))
+        {
+            throw new InvalidDataException($"scored super-batch {Id}: reference_alpha {ReferenceAlpha} makes |α|·max‖img‖·max‖txt‖ = {bound:G4}, which overflows float32.");
+        }
         return (image, text, dim);
+    }
+
+    /// <summary>
+    /// The reference's InfoNCE losses over this super-batch when Scoring shipped them (null when absent: an older producer or
+    /// Scoring:ReferenceInfoNce off), checked: N values per direction, all finite. Throws <see cref="InvalidDataException"/> naming the field.
+    /// </summary>
+    public JestMesh.Curation.InfoNceLosses? ValidatedReferenceInfoNce()
+    {
+        if (ReferenceInfoNce is null)
+        {
+            return null;
+        }
+        var n = Examples.Count;
+        var imageToText = ReferenceInfoNce.ImageToText;
+        var textToImage = ReferenceInfoNce.TextToImage;
+        if (imageToText.Count != n || textToImage.Count != n)
+        {
+            throw new InvalidDataException(
+                $"scored super-batch {Id}: reference_info_nce has {imageToText.Count} image_to_text and {textToImage.Count} text_to_image values for {n} examples.");
+        }
+        for (var i = 0; i < n; i++)
+        {
+            if (!double.IsFinite(imageToText[i]) || !double.IsFinite(textToImage[i]))
+            {
+                throw new InvalidDataException($"scored super-batch {Id}: reference_info_nce of examples[{i}] is NaN or infinite.");
+            }
+        }
+        return new JestMesh.Curation.InfoNceLosses([.. imageToText], [.. textToImage]);
+    }
+}
+
+/// <summary>Conversion of the learning core's losses to the wire.</summary>
+public sealed partial class ReferenceInfoNce
+{
+    public static ReferenceInfoNce From(JestMesh.Curation.InfoNceLosses losses)
+    {
+        ArgumentNullException.ThrowIfNull(losses);
+        var message = new ReferenceInfoNce();
+        message.ImageToText.Add(losses.ImageToText.ToArray());
+        message.TextToImage.Add(losses.TextToImage.ToArray());
+        return message;
     }
 }

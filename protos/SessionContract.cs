@@ -136,7 +136,7 @@ public sealed partial class SessionOpen
         }
         if (!Enum.IsDefined(Loss))
         {
-            throw new InvalidDataException($"{field}.loss must be one of LOSS_KIND_SIGMOID, LOSS_KIND_PER_EXAMPLE (or unspecified, read as sigmoid); got {Loss}.");
+            throw new InvalidDataException($"{field}.loss must be one of LOSS_KIND_SIGMOID, LOSS_KIND_PER_EXAMPLE, LOSS_KIND_SOFTMAX (or unspecified, read as sigmoid); got {Loss}.");
         }
     }
 

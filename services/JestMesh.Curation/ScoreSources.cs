@@ -13,12 +13,44 @@ public static class ScoreSources
     }
 
     /// <summary>Softmax (InfoNCE) conditional scores (JEST §A.6); see <see cref="SoftmaxContrastiveSource"/> for the first chunk.</summary>
-    public static IScoreSource SoftmaxContrastive(SelectionPolicy policy, ContrastiveEmbeddings? learner, ContrastiveEmbeddings? reference)
+    /// <remarks>
+    /// referenceLosses: the reference's first-pass losses over this super-batch (<see cref="InfoNceLosses.Compute"/> of the reference, e.g.
+    /// shipped by Scoring), used instead of computing them, with the same result; null computes them. Ignored by policies without the reference.
+    /// </remarks>
+    public static IScoreSource SoftmaxContrastive(SelectionPolicy policy, ContrastiveEmbeddings? learner, ContrastiveEmbeddings? reference, InfoNceLosses? referenceLosses = null)
     {
         var (models, signs) = Models(policy, learner, reference);
-        return models.Length == 0
-            ? new UniformSource((learner ?? reference)!.Count)
-            : new SoftmaxContrastiveSource(policy, models, Array.ConvertAll(signs, s => (double)s));
+        if (models.Length == 0)
+        {
+            return new UniformSource((learner ?? reference)!.Count);
+        }
+
+        var firstPass = new InfoNceLosses?[models.Length];
+        if (referenceLosses is not null)
+        {
+            int m = policy switch { SelectionPolicy.Learnability => 1, SelectionPolicy.EasyReference => 0, _ => -1 };
+            if (m >= 0)
+            {
+                if (referenceLosses.Count != reference!.Count)
+                {
+                    throw new ArgumentException($"referenceLosses has {referenceLosses.Count} examples but reference has {reference.Count}.", nameof(referenceLosses));
+                }
+
+                firstPass[m] = referenceLosses;
+            }
+        }
+
+        return new SoftmaxContrastiveSource(policy, models, Array.ConvertAll(signs, s => (double)s), firstPass);
+    }
+
+    /// <summary>
+    /// The bound on |u| = |α⟨img, txt⟩| the softmax source works with (|α|·max‖img‖·max‖txt‖, with a little slack for rounding):
+    /// <see cref="SoftmaxContrastive"/> refuses a model whose bound is not a finite float32, since it computes u in float32.
+    /// </summary>
+    public static double SoftmaxLogitBound(ContrastiveEmbeddings model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return SoftmaxContrastiveSource.LogitBound(model);
     }
 
     /// <summary>Per-example losses (length N each): S is diagonal with S_cc = policy-weighted loss.</summary>

@@ -63,7 +63,7 @@ public sealed partial class SoftmaxContrastiveSource
             _tileRowsTotal = count;
             int panels = (count + PanelWidth - 1) / PanelWidth;
             _tileCount = Math.Clamp(panels / 2, 1, MaxTiles);
-            long work = (long)count * count * _source._models.Length * _dim;
+            long work = (long)count * count * _passModels.Length * _dim;
             if (_tileCount == 1 || work < (1L << 17))
             {
                 for (int t = 0; t < _tileCount; t++)
@@ -77,7 +77,7 @@ public sealed partial class SoftmaxContrastiveSource
             }
 
             var models = _source._models;
-            for (int m = 0; m < models.Length; m++)
+            foreach (int m in _passModels.Span)
             {
                 var rowSum = _sum[2 * m];
                 for (int p = 0; p < count; p++)
@@ -105,7 +105,7 @@ public sealed partial class SoftmaxContrastiveSource
             var col = _tileCol[tile];
             var rows = _rows.AsSpan(0, count);
             Span<float> sums = stackalloc float[4];
-            for (int m = 0; m < models.Length; m++)
+            foreach (int m in _passModels.Span)
             {
                 var img = models[m].ImageArray;
                 float alpha = models[m].Alpha;

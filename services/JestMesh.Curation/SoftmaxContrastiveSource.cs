@@ -10,6 +10,11 @@ namespace JestMesh.Curation;
 /// (what independent selection would rank by); this costs one streamed O(N²·d) pass and never stores N×N.
 /// Later chunks condition on 𝒮 only. The score of a selection is the policy-weighted InfoNCE loss of 𝔅 with 𝔅 as its own negatives.
 /// <para>
+/// The first chunk is computed model by model (<see cref="InfoNceLosses"/>, each model on its own arithmetic path below), so a
+/// model's losses can be supplied instead: the frozen reference's depend on the super-batch only, and Scoring computes them once
+/// per super-batch with <see cref="InfoNceLosses.Compute"/>, which runs this same code. Supplied or computed, the scores are the same.
+/// </para>
+/// <para>
 /// Arithmetic. By Cauchy–Schwarz every |u| ≤ shift_m = |α|·max‖img‖·max‖txt‖. When every shift_m ≤ 40 (α = 10 on
 /// L2-normalised rows gives 10) each term e^(u − shift) lies in [e^−80, 1], a normal float, so the sums keep one fixed
 /// shift: S = Σ e^(u − shift) in one fused dot-product/exp pass, lse = shift + log S, and per candidate only a log
@@ -22,14 +27,20 @@ namespace JestMesh.Curation;
 public sealed partial class SoftmaxContrastiveSource : IScoreSource
 {
     private readonly ContrastiveEmbeddings[] _models;
+    private readonly InfoNceLosses?[] _firstPass;
     private readonly double[] _signs;
     private readonly float[] _shifts;
     private readonly bool _fixedShift;
 
-    internal SoftmaxContrastiveSource(SelectionPolicy policy, ContrastiveEmbeddings[] models, double[] signs)
+    // Column blocks of the running-max first pass: fixed, so its sums do not depend on the chunk size.
+    private const int FirstPassWidth = 64;
+
+    /// <remarks>firstPass: per model, its first-pass losses when supplied (null: computed in <see cref="IConditionalScores.Initialize"/>).</remarks>
+    internal SoftmaxContrastiveSource(SelectionPolicy policy, ContrastiveEmbeddings[] models, double[] signs, InfoNceLosses?[] firstPass)
     {
         Policy = policy;
         _models = models;
+        _firstPass = firstPass;
         _signs = signs;
         Count = models[0].Count;
         Dim = models[0].Dim;
@@ -37,12 +48,21 @@ public sealed partial class SoftmaxContrastiveSource : IScoreSource
         _fixedShift = true;
         for (int m = 0; m < models.Length; m++)
         {
-            // Cauchy–Schwarz: |u_ck| ≤ |α|·max‖img‖·max‖txt‖ (plus a little for float rounding of the dots).
-            double bound = Math.Abs(models[m].Alpha) * MaxNorm(models[m].ImageArray, Dim) * MaxNorm(models[m].TextArray, Dim);
-            _shifts[m] = (float)((bound * (1 + 1e-5)) + 1e-6);
+            double bound = LogitBound(models[m]);
+            if (!(bound <= float.MaxValue))
+            {
+                // The kernels compute u in float32: an α this large makes some u ±∞ and the sums NaN.
+                throw new ArgumentException($"model {m}: |α|·max‖img‖·max‖txt‖ = {bound:G4} (α = {models[m].Alpha}) overflows float32.", nameof(models));
+            }
+
+            _shifts[m] = (float)bound;
             _fixedShift &= _shifts[m] <= SoftmaxKernel.MaxShift;
         }
     }
+
+    /// <summary>Cauchy–Schwarz: |u_ck| ≤ |α|·max‖img‖·max‖txt‖, plus a little for float rounding of the dots: the fixed shift, and what must fit a float32.</summary>
+    internal static double LogitBound(ContrastiveEmbeddings model) =>
+        (Math.Abs(model.Alpha) * MaxNorm(model.ImageArray, model.Dim) * MaxNorm(model.TextArray, model.Dim) * (1 + 1e-5)) + 1e-6;
 
     public int Count { get; }
 
@@ -60,6 +80,14 @@ public sealed partial class SoftmaxContrastiveSource : IScoreSource
         }
 
         return new State(this, chunkSize);
+    }
+
+    /// <summary>One model's first pass (every example's InfoNCE loss over the whole super-batch, both directions), on that model's own path.</summary>
+    internal static InfoNceLosses FirstPass(ContrastiveEmbeddings model)
+    {
+        var source = new SoftmaxContrastiveSource(SelectionPolicy.HardLearner, [model], [1.0], [null]);
+        var state = new State(source, Math.Min(model.Count, FirstPassWidth));
+        return state.FirstPassOf(0);
     }
 
     private static double MaxNorm(float[] rows, int dim)
@@ -94,6 +122,13 @@ public sealed partial class SoftmaxContrastiveSource : IScoreSource
         private readonly double[][] _max;
         private readonly double[][] _sum;
         private readonly double[][] _loss;
+        // First pass: each model's InfoNCE loss over the whole super-batch, image→text and text→image.
+        private readonly double[][] _i2t;
+        private readonly double[][] _t2i;
+        private readonly int[] _missing;
+        // Models the symmetric pass covers: all of them, or during the first pass those whose losses were not supplied.
+        private readonly ReadOnlyMemory<int> _allModels;
+        private ReadOnlyMemory<int> _passModels;
         private readonly int[] _rows;
         private readonly int[] _cols;
         private readonly int[] _selected;
@@ -123,6 +158,11 @@ public sealed partial class SoftmaxContrastiveSource : IScoreSource
             _diagU = new double[models][];
             _w = new double[models][];
             _loss = new double[models][];
+            _i2t = new double[models][];
+            _t2i = new double[models][];
+            _missing = new int[models];
+            _allModels = Enumerable.Range(0, models).ToArray();
+            _passModels = _allModels;
             _max = new double[2 * models][];
             _sum = new double[2 * models][];
             for (int m = 0; m < models; m++)
@@ -132,6 +172,8 @@ public sealed partial class SoftmaxContrastiveSource : IScoreSource
                 _diagU[m] = new double[n];
                 _w[m] = new double[n];
                 _loss[m] = new double[n];
+                _i2t[m] = new double[n];
+                _t2i[m] = new double[n];
                 // The fixed-shift path has max = shift throughout and keeps no max.
                 _max[2 * m] = _fixed ? [] : new double[n];
                 _max[(2 * m) + 1] = _fixed ? [] : new double[n];
@@ -171,19 +213,79 @@ public sealed partial class SoftmaxContrastiveSource : IScoreSource
         {
             int n = _source.Count;
             var models = _source._models;
+            var supplied = _source._firstPass;
             for (int m = 0; m < models.Length; m++)
             {
-                var model = models[m];
-                for (int c = 0; c < n; c++)
+                Diagonal(m);
+            }
+
+            // First chunk: each model's InfoNCE loss over the whole super-batch (the positive pair is among the negatives), supplied or computed.
+            int missing = 0;
+            for (int m = 0; m < models.Length; m++)
+            {
+                if (supplied[m] is null)
                 {
-                    _diagU[m][c] = model.Alpha * (double)TensorPrimitives.Dot(model.ImageArray.AsSpan(c * _dim, _dim), model.TextArray.AsSpan(c * _dim, _dim));
-                    if (_fixed)
-                    {
-                        _w[m][c] = Math.Exp(_source._shifts[m] - _diagU[m][c]);
-                    }
+                    _missing[missing++] = m;
                 }
             }
 
+            ComputeFirstPass(missing);
+            for (int c = 0; c < n; c++)
+            {
+                double s = 0;
+                for (int m = 0; m < models.Length; m++)
+                {
+                    var i2t = supplied[m]?.ImageToTextArray ?? _i2t[m];
+                    var t2i = supplied[m]?.TextToImageArray ?? _t2i[m];
+                    s += _source._signs[m] * (i2t[c] + t2i[c]);
+                }
+
+                scores[c] = s;
+            }
+
+            ResetRunning();
+            _selectedCount = 0;
+            _score = null;
+        }
+
+        /// <summary>The static entry of <see cref="FirstPass"/>: model <paramref name="m"/>'s first-pass losses, in arrays this state hands over.</summary>
+        public InfoNceLosses FirstPassOf(int m)
+        {
+            Diagonal(m);
+            _missing[0] = m;
+            ComputeFirstPass(1);
+            return new InfoNceLosses(_i2t[m], _t2i[m]);
+        }
+
+        /// <summary>u_cc of model <paramref name="m"/> for every example, and on the fixed-shift path w = e^(shift − u_cc).</summary>
+        private void Diagonal(int m)
+        {
+            var model = _source._models[m];
+            for (int c = 0; c < _source.Count; c++)
+            {
+                _diagU[m][c] = model.Alpha * (double)TensorPrimitives.Dot(model.ImageArray.AsSpan(c * _dim, _dim), model.TextArray.AsSpan(c * _dim, _dim));
+                if (_fixed)
+                {
+                    _w[m][c] = Math.Exp(_source._shifts[m] - _diagU[m][c]);
+                }
+            }
+        }
+
+        /// <summary>Writes _i2t[m] and _t2i[m] (InfoNCE loss of each direction over the whole super-batch) for the models _missing[0..<paramref name="count"/>); leaves the running sums dirty.</summary>
+        /// <remarks>
+        /// A model's values depend on that model alone (its own path, tiles fixed by N, blocks of <see cref="FirstPassWidth"/> columns),
+        /// never on the other model or the chunk size, so they equal <see cref="InfoNceLosses.Compute"/>'s.
+        /// </remarks>
+        private void ComputeFirstPass(int count)
+        {
+            var which = _missing.AsSpan(0, count);
+            if (which.IsEmpty)
+            {
+                return;
+            }
+
+            int n = _source.Count;
+            var models = _source._models;
             ResetRunning();
             for (int c = 0; c < n; c++)
             {
@@ -192,15 +294,25 @@ public sealed partial class SoftmaxContrastiveSource : IScoreSource
 
             if (_fixed)
             {
+                // Every model is on the fixed shift: one symmetric pass over the models asked for. lse − u_cc = log(S·w).
+                _passModels = _missing.AsMemory(0, count);
                 SymmetricPass(n);
-                // The super-batch includes c itself, so lse − u_cc = log(S_row·w) and likewise for the column: the InfoNCE loss directly.
-                _ = SumLosses(_rows.AsSpan(0, n), scores, withSelf: false);
-            }
-            else
-            {
-                for (int j0 = 0; j0 < n; j0 += _width)
+                _passModels = _allModels;
+                foreach (int m in which)
                 {
-                    int w = Math.Min(_width, n - j0);
+                    for (int c = 0; c < n; c++)
+                    {
+                        _i2t[m][c] = Math.Log(_sum[2 * m][c] * _w[m][c]);
+                        _t2i[m][c] = Math.Log(_sum[(2 * m) + 1][c] * _w[m][c]);
+                    }
+                }
+            }
+            else if (models.Length == 1)
+            {
+                int width = Math.Min(n, FirstPassWidth);
+                for (int j0 = 0; j0 < n; j0 += width)
+                {
+                    int w = Math.Min(width, n - j0);
                     for (int j = 0; j < w; j++)
                     {
                         _cols[j] = j0 + j;
@@ -211,20 +323,20 @@ public sealed partial class SoftmaxContrastiveSource : IScoreSource
 
                 for (int c = 0; c < n; c++)
                 {
-                    double s = 0;
-                    for (int m = 0; m < models.Length; m++)
-                    {
-                        // The super-batch includes c itself, so lse − u_cc is the InfoNCE loss directly.
-                        s += _source._signs[m] * (Lse(2 * m, c) - _diagU[m][c] + Lse((2 * m) + 1, c) - _diagU[m][c]);
-                    }
-
-                    scores[c] = s;
+                    _i2t[0][c] = Lse(0, c) - _diagU[0][c];
+                    _t2i[0][c] = Lse(1, c) - _diagU[0][c];
                 }
             }
-
-            ResetRunning();
-            _selectedCount = 0;
-            _score = null;
+            else
+            {
+                // Some model is over the fixed-shift bound: each model on its own path, exactly as InfoNceLosses.Compute takes it.
+                foreach (int m in which)
+                {
+                    var losses = FirstPass(models[m]);
+                    losses.ImageToTextArray.CopyTo(_i2t[m], 0);
+                    losses.TextToImageArray.CopyTo(_t2i[m], 0);
+                }
+            }
         }
 
         public void Add(ReadOnlySpan<int> added, ReadOnlySpan<int> candidates, Span<double> scores)

@@ -10,6 +10,9 @@ public enum ScoreLoss
 
     /// <summary>Per-example losses: S is diagonal.</summary>
     PerExample,
+
+    /// <summary>Softmax contrastive (InfoNCE): conditional scores from embeddings and α (<see cref="ScoreSources.SoftmaxContrastive"/>).</summary>
+    Softmax,
 }
 
 /// <summary>The settings of a curation session: one record for the services and the in-process loop.</summary>

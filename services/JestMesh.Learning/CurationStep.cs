@@ -45,11 +45,14 @@ public static class CurationStep
 
     /// <summary>
     /// Selects batch <paramref name="sequence"/> (1-based) from a super-batch of <paramref name="superBatchSize"/>.
-    /// <paramref name="learnerField"/> names the learner's input in error messages.
+    /// <paramref name="learnerField"/> names the learner's input in error messages. <paramref name="referenceInfoNce"/>:
+    /// with the softmax loss, the reference's InfoNCE losses over the super-batch when Scoring attached them
+    /// (<see cref="InfoNceLosses.Compute"/> of <paramref name="reference"/>); null computes them, with the same result.
+    /// Ignored by the other losses.
     /// </summary>
-    /// <exception cref="InvalidCurationInputException">Settings out of range, or learner scores missing, of the wrong size, non-finite or not normalised.</exception>
+    /// <exception cref="InvalidCurationInputException">Settings out of range, or learner scores missing, of the wrong size, non-finite, not normalised, or (softmax) with an α the source cannot take.</exception>
     /// <exception cref="CurationPreconditionException">The super-batch cannot be curated with these settings.</exception>
-    public static CurationOutcome Select(CurationSettings settings, int superBatchSize, ContrastiveEmbeddings? reference, LearnerView? learner, long sequence, string learnerField = "learner")
+    public static CurationOutcome Select(CurationSettings settings, int superBatchSize, ContrastiveEmbeddings? reference, LearnerView? learner, long sequence, string learnerField = "learner", InfoNceLosses? referenceInfoNce = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         settings.Validate();
@@ -66,10 +69,31 @@ public static class CurationStep
         {
             throw new ArgumentException($"the reference has {reference.Count} rows for a super-batch of {superBatchSize}.", nameof(reference));
         }
-        var source = Source(settings, superBatchSize, reference, learner, learnerField);
+        if (referenceInfoNce is not null && reference is not null && referenceInfoNce.Count != superBatchSize)
+        {
+            throw new ArgumentException($"the reference's InfoNCE losses have {referenceInfoNce.Count} values for a super-batch of {superBatchSize}.", nameof(referenceInfoNce));
+        }
+        // The sampler's first-chunk scores are the diagnostics' S_ii: kept, not computed again (for the softmax source a second O(N²·d) pass).
+        var source = new FirstChunkRecorder(Source(settings, superBatchSize, reference, learner, learnerField, referenceInfoNce));
         var sampler = settings.SamplerFor(superBatchSize);
         var result = JointSampler.Select(source, sampler, new Random(SamplerSeeds.ForBatch(settings.Seed, sequence)));
         return new CurationOutcome(result.Indices, superBatchSize, Stats(source, result, sampler.BatchSize / sampler.Chunks));
+    }
+
+    /// <summary>
+    /// Checks that the softmax source can take a model's α: |α|·max‖img‖·max‖txt‖ (the Cauchy–Schwarz bound of every
+    /// u = α⟨img, txt⟩, which the source computes in float32) must be a finite float32.
+    /// </summary>
+    /// <exception cref="InvalidCurationInputException">It is not, naming "{field}.alpha".</exception>
+    public static void RequireSoftmaxAlpha(ContrastiveEmbeddings model, string field)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var bound = ScoreSources.SoftmaxLogitBound(model);
+        if (!(bound <= float.MaxValue))
+        {
+            throw new InvalidCurationInputException(
+                $"{field}.alpha {model.Alpha} is too large for the softmax loss: |α|·max‖img‖·max‖txt‖ = {bound:G4} overflows float32 (≤ {float.MaxValue:G4}).");
+        }
     }
 
     /// <summary>Checks that every row of a row-major [rows, dim] matrix has unit L2 norm (the contract of every embedding JestMesh takes).</summary>
@@ -86,7 +110,7 @@ public static class CurationStep
         }
     }
 
-    private static IScoreSource Source(CurationSettings settings, int n, ContrastiveEmbeddings? reference, LearnerView? learner, string learnerField)
+    private static IScoreSource Source(CurationSettings settings, int n, ContrastiveEmbeddings? reference, LearnerView? learner, string learnerField, InfoNceLosses? referenceInfoNce)
     {
         if (settings.Policy == SelectionPolicy.Uniform)
         {
@@ -120,18 +144,62 @@ public static class CurationStep
             RequireNormalisedRows(view.Image.Span, n, view.Dim, $"{learnerField}.image_embeddings");
             RequireNormalisedRows(view.Text.Span, n, view.Dim, $"{learnerField}.text_embeddings");
         }
+        if (settings.Loss == ScoreLoss.Softmax)
+        {
+            if (view is not null)
+            {
+                RequireSoftmaxAlpha(view, learnerField);
+            }
+            if (reference is not null)
+            {
+                // The reference comes from a scored super-batch whose checks (ValidatedEmbeddings) include this bound.
+                RequireSoftmaxAlpha(reference, "reference");
+            }
+            return ScoreSources.SoftmaxContrastive(settings.Policy, view, reference, referenceInfoNce);
+        }
         return ScoreSources.SigmoidContrastive(settings.Policy, view, reference);
     }
 
-    private static SelectionStats Stats(IScoreSource source, SelectionResult result, int chunkSize)
+    /// <summary>Passes a source through, keeping the scores of its first <see cref="IConditionalScores.Initialize"/> (Δ(c|∅), the diagnostics' S_ii).</summary>
+    private sealed class FirstChunkRecorder(IScoreSource inner) : IScoreSource
+    {
+        public double[]? FirstChunk { get; private set; }
+
+        public int Count => inner.Count;
+
+        public SelectionPolicy Policy => inner.Policy;
+
+        public bool IsPairwiseAdditive => inner.IsPairwiseAdditive;
+
+        public IConditionalScores Start(int chunkSize) => new Recording(this, inner.Start(chunkSize));
+
+        private sealed class Recording(FirstChunkRecorder owner, IConditionalScores state) : IConditionalScores
+        {
+            public double SelectedScore => state.SelectedScore;
+
+            public void Initialize(Span<double> scores)
+            {
+                state.Initialize(scores);
+                owner.FirstChunk ??= scores.ToArray();
+            }
+
+            public void Add(ReadOnlySpan<int> added, ReadOnlySpan<int> candidates, Span<double> scores) => state.Add(added, candidates, scores);
+        }
+    }
+
+    private static SelectionStats Stats(FirstChunkRecorder source, SelectionResult result, int chunkSize)
     {
         if (source.Policy == SelectionPolicy.Uniform)
         {
             return new SelectionStats(0, 0, 0, result.ChunkEntropy, result.Elapsed.TotalMilliseconds);
         }
-        // S_ii: the conditional score of every candidate given an empty selection.
-        var diagonal = new double[source.Count];
-        source.Start(chunkSize).Initialize(diagonal);
+        // S_ii: the conditional score of every candidate given an empty selection (the sampler's first chunk computed it).
+        var diagonal = source.FirstChunk;
+        if (diagonal is null)
+        {
+            diagonal = new double[source.Count];
+            source.Start(chunkSize).Initialize(diagonal);
+        }
         double selected = 0;
         foreach (var index in result.Indices)
         {

@@ -41,6 +41,17 @@ public sealed class ScoringOptions
     /// </summary>
     public string PrecomputedDirectory { get; set; } = "";
 
+    /// <summary>
+    /// Also attach the reference's InfoNCE losses over each super-batch (ScoredSuperBatch.reference_info_nce): the
+    /// frozen reference's half of the softmax score source's first chunk, computed here, ahead of the learner, instead
+    /// of by Selection between the learner's scores and its batch (O(N²·d) per super-batch on the CPU, ~7–8 ms at
+    /// N = 2,048, d = 64; 16·N bytes more per message). The same work moved, not saved: each super-batch is selected
+    /// by one session. Turn it on when the jobs' sessions use LOSS_KIND_SOFTMAX with learnability or easy-reference;
+    /// off (the default) otherwise, since sigmoid and per-example sessions never read the field and Selection
+    /// computes the same values itself when it is absent.
+    /// </summary>
+    public bool ReferenceInfoNce { get; set; }
+
     /// <summary>Refuse super-batches whose data fingerprint differs (empty: accept any).</summary>
     public string ExpectedDataFingerprint { get; set; } = "";
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Google.Protobuf;
+using JestMesh.Curation;
 using JestMesh.Learning;
 using JestMesh.Messaging;
 using JestMesh.Protos;
@@ -119,6 +120,11 @@ public sealed partial class SuperBatchScorer
             ScoredUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
             CacheHits = scores.CacheHits,
         };
+        if (_options.ReferenceInfoNce)
+        {
+            // The softmax source's reference half of its first chunk: the same Curation code Selection would run.
+            scored.ReferenceInfoNce = ReferenceInfoNce.From(InfoNceLosses.Compute(scores.ToEmbeddings()));
+        }
         // The examples are immutable messages: the scored batch shares them, no copy of the pixels.
         scored.Examples.Add(batch.Examples);
         Duration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);

@@ -32,6 +32,7 @@ public static class BatchSelector
             {
                 LossKind.Sigmoid => ScoreLoss.Sigmoid,
                 LossKind.PerExample => ScoreLoss.PerExample,
+                LossKind.Softmax => ScoreLoss.Softmax,
                 _ => throw new InvalidCurationInputException($"loss {settings.Loss} is not a loss kind."),
             },
         };
@@ -50,13 +51,19 @@ public static class BatchSelector
         var n = scored.Examples.Count;
         curation.CheckFits(n, $"super-batch {scored.Id}");
         ContrastiveEmbeddings? reference = null;
+        InfoNceLosses? referenceInfoNce = null;
         LearnerView? learner = null;
         try
         {
-            if (curation.Policy != SelectionPolicy.Uniform && curation.Loss == ScoreLoss.Sigmoid)
+            if (curation.Policy != SelectionPolicy.Uniform && curation.Loss is ScoreLoss.Sigmoid or ScoreLoss.Softmax)
             {
                 var (refImage, refText, dim) = scored.ValidatedEmbeddings();
                 reference = new ContrastiveEmbeddings(refImage, refText, n, dim, scored.ReferenceAlpha, scored.ReferenceBeta);
+                if (curation.Loss == ScoreLoss.Softmax && curation.NeedsReference)
+                {
+                    // Scoring's (Scoring:ReferenceInfoNce) when present; absent, CurationStep computes the same values.
+                    referenceInfoNce = scored.ValidatedReferenceInfoNce();
+                }
                 if (curation.NeedsLearner)
                 {
                     var (image, text) = Require(scores).DecodeEmbeddings(n, dim);
@@ -72,7 +79,7 @@ public static class BatchSelector
         {
             throw RpcErrors.Invalid(ex);
         }
-        var outcome = CurationStep.Select(curation, n, reference, learner, sequence, "scores");
+        var outcome = CurationStep.Select(curation, n, reference, learner, sequence, "scores", referenceInfoNce);
 
         var batch = new CuratedBatch { SessionId = sessionId, Sequence = sequence, SuperBatchId = scored.Id };
         foreach (var index in outcome.Selected)

@@ -9,7 +9,7 @@ namespace JestMesh.Selection;
 /// Starts the service (topology, batch log read back), then moves every scored super-batch from
 /// jestmesh.scored to its job's queue. Why a queue per job: one shared queue would let a job
 /// nobody trains right now fill the prefetch and stall every other job; per-job queues keep jobs
-/// independent. Bad messages (bytes, shapes, NaN, job name) are dead-lettered here with the reason.
+/// independent. Bad messages (bytes, shapes, NaN, job name, a reference_info_nce of the wrong length) are dead-lettered here with the reason.
 /// Every replica routes (competing consumers); the router's dedup window is per process, so two
 /// replicas may each route a copy of one super-batch: both reach the job's one holder, whose feed
 /// gives them one effect (a recorded or held super-batch is acked without effect).
@@ -55,6 +55,7 @@ public sealed partial class ScoredRouter : BackgroundService
         try
         {
             batch.ValidatedEmbeddings();
+            batch.ValidatedReferenceInfoNce();
         }
         catch (InvalidDataException ex)
         {

@@ -131,6 +131,78 @@ public sealed class SoftmaxScoreTests
         }
     }
 
+    /// <summary>
+    /// The reference's first-pass losses computed apart (as Scoring ships them) and handed to the source give the same selection as the
+    /// source computing them itself: the same indices and the same score, bit for bit, on the fixed-shift path, the running-max path
+    /// (a learner over the bound) and with the reference alone; with chunk sizes that differ from the block widths.
+    /// </summary>
+    [Theory]
+    [InlineData(SelectionPolicy.Learnability, 300, 60, 5, 10f, 10f)]
+    [InlineData(SelectionPolicy.Learnability, 257, 64, 8, 50f, 12f)] // learner over the fixed-shift bound, reference under it
+    [InlineData(SelectionPolicy.Learnability, 130, 26, 2, 100f, 100f)] // both on the running max
+    [InlineData(SelectionPolicy.EasyReference, 200, 40, 4, 10f, 14f)]
+    [InlineData(SelectionPolicy.EasyReference, 96, 32, 4, 10f, 90f)]
+    public void Supplied_reference_losses_select_exactly_what_computing_them_selects(SelectionPolicy policy, int n, int b, int chunks, float alphaLearner, float alphaReference)
+    {
+        var random = new Random(n);
+        var learner = Instances.Embeddings(random, n, 16, alphaLearner, 0f, align: 0.5f);
+        var reference = Instances.Embeddings(random, n, 16, alphaReference, 0f, align: 0.7f);
+        var supplied = InfoNceLosses.Compute(reference);
+        var options = new SamplerOptions { BatchSize = b, Chunks = chunks, Gain = 10 };
+        for (int seed = 0; seed < 5; seed++)
+        {
+            var computed = JointSampler.Select(ScoreSources.SoftmaxContrastive(policy, learner, reference), options, new Random(seed));
+            var shipped = JointSampler.Select(ScoreSources.SoftmaxContrastive(policy, learner, reference, supplied), options, new Random(seed));
+            Assert.Equal(computed.Indices, shipped.Indices);
+            Assert.Equal(computed.Score, shipped.Score);
+        }
+
+        // And the conditional scores of the first chunk are the same doubles.
+        var want = new double[n];
+        var got = new double[n];
+        ScoreSources.SoftmaxContrastive(policy, learner, reference).Start(b / chunks).Initialize(want);
+        ScoreSources.SoftmaxContrastive(policy, learner, reference, supplied).Start(b / chunks).Initialize(got);
+        Assert.Equal(want, got);
+    }
+
+    [Theory]
+    [InlineData(257, 10f)]
+    [InlineData(70, 60f)] // running max
+    public void Computed_losses_are_each_directions_InfoNCE_loss_over_the_super_batch(int n, float alpha)
+    {
+        var random = new Random(11);
+        var model = Instances.Embeddings(random, n, 16, alpha, 0f, align: 0.6f);
+        var losses = InfoNceLosses.Compute(model);
+        Assert.Equal(n, losses.Count);
+        for (int c = 0; c < n; c++)
+        {
+            double ucc = model.Alpha * Instances.Dot(model, c, c);
+            double row = 0;
+            double col = 0;
+            for (int k = 0; k < n; k++)
+            {
+                row += Math.Exp((model.Alpha * Instances.Dot(model, c, k)) - ucc);
+                col += Math.Exp((model.Alpha * Instances.Dot(model, k, c)) - ucc);
+            }
+
+            AssertClose(Math.Log(row), losses.ImageToText.Span[c], $"image→text loss of {c}");
+            AssertClose(Math.Log(col), losses.TextToImage.Span[c], $"text→image loss of {c}");
+        }
+    }
+
+    [Fact]
+    public void Supplied_losses_of_another_size_or_not_finite_are_refused()
+    {
+        var random = new Random(2);
+        var learner = Instances.Embeddings(random, 20, 8, 10f, 0f);
+        var reference = Instances.Embeddings(random, 20, 8, 10f, 0f);
+        var fewer = InfoNceLosses.Compute(Instances.Embeddings(random, 19, 8, 10f, 0f));
+        var e = Assert.Throws<ArgumentException>(() => ScoreSources.SoftmaxContrastive(SelectionPolicy.Learnability, learner, reference, fewer));
+        Assert.Equal("referenceLosses", e.ParamName);
+        Assert.Throws<ArgumentException>(() => new InfoNceLosses([1, double.NaN], [1, 2]));
+        Assert.Throws<ArgumentException>(() => new InfoNceLosses([1, 2], [1]));
+    }
+
     private static ContrastiveEmbeddings Scaled(ContrastiveEmbeddings e, float scale)
     {
         var img = e.Image.ToArray();

@@ -97,4 +97,60 @@ public sealed class CurationStepTests
         var error = Assert.Throws<InvalidCurationInputException>(() => settings.Validate("open"));
         Assert.StartsWith("open.", error.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// The softmax loss: CurationStep selects what the softmax source and the sampler select on their own, with the reference's
+    /// InfoNCE losses supplied or computed, and its diagnostics are the source's first-chunk scores (kept from the sampler's pass).
+    /// </summary>
+    [Theory]
+    [InlineData(SelectionPolicy.Learnability, 4, false)]
+    [InlineData(SelectionPolicy.HardLearner, 1, false)]
+    [InlineData(SelectionPolicy.EasyReference, 4, true)]
+    public void Softmax_selects_what_the_softmax_source_selects_with_the_reference_losses_supplied_or_not(SelectionPolicy policy, int chunks, bool greedy)
+    {
+        var reference = Embeddings(1);
+        var learner = Embeddings(2);
+        var settings = new CurationSettings { Policy = policy, FilterRatio = 0.75, Chunks = chunks, Gain = 10, Seed = 7, Greedy = greedy, Loss = ScoreLoss.Softmax };
+        var supplied = InfoNceLosses.Compute(reference);
+        var view = Policies.NeedsLearner(policy) ? new LearnerView(learner) : null;
+        foreach (var sequence in new long[] { 1, 2, 9 })
+        {
+            var source = ScoreSources.SoftmaxContrastive(policy, Policies.NeedsLearner(policy) ? learner : null, Policies.NeedsReference(policy) ? reference : null);
+            var direct = JointSampler.Select(source, settings.SamplerFor(N), new Random(SamplerSeeds.ForBatch(settings.Seed, sequence)));
+            var computed = CurationStep.Select(settings, N, reference, view, sequence);
+            var given = CurationStep.Select(settings, N, reference, view, sequence, referenceInfoNce: supplied);
+            Assert.Equal(direct.Indices, computed.Selected);
+            Assert.Equal(direct.Indices, given.Selected);
+            Assert.Equal(direct.Score, computed.Stats.SubsetScore);
+            Assert.Equal(direct.Score, given.Stats.SubsetScore);
+
+            var firstChunk = new double[N];
+            source.Start(N / 4 / chunks).Initialize(firstChunk);
+            Assert.Equal(firstChunk.Average(), computed.Stats.MeanScoreAll);
+            Assert.Equal(direct.Indices.Average(i => firstChunk[i]), computed.Stats.MeanScoreSelected, 12);
+            Assert.Equal(computed.Stats.MeanScoreAll, given.Stats.MeanScoreAll);
+        }
+    }
+
+    [Fact]
+    public void Softmax_refuses_a_learner_alpha_whose_logits_overflow_float32_naming_the_field()
+    {
+        var reference = Embeddings(1);
+        var settings = Jest() with { Loss = ScoreLoss.Softmax };
+        var learner = Embeddings(2);
+        var huge = new ContrastiveEmbeddings(learner.Image.ToArray(), learner.Text.ToArray(), N, Dim, float.MaxValue, 0f);
+        var error = Assert.Throws<InvalidCurationInputException>(() => CurationStep.Select(settings, N, reference, new LearnerView(huge), 1, "scores"));
+        Assert.Contains("scores.alpha", error.Message, StringComparison.Ordinal);
+        // The source itself refuses it too (a NaN selection otherwise), and takes a large α that fits (the running-max path).
+        Assert.Throws<ArgumentException>(() => ScoreSources.SoftmaxContrastive(SelectionPolicy.HardLearner, huge, null));
+        var large = new ContrastiveEmbeddings(learner.Image.ToArray(), learner.Text.ToArray(), N, Dim, 1e30f, 0f);
+        var outcome = CurationStep.Select(settings, N, reference, new LearnerView(large), 1, "scores");
+        Assert.True(double.IsFinite(outcome.Stats.SubsetScore));
+        // Negative and zero temperatures are finite logits: taken.
+        foreach (var alpha in new[] { -10f, 0f })
+        {
+            var other = new ContrastiveEmbeddings(learner.Image.ToArray(), learner.Text.ToArray(), N, Dim, alpha, 0f);
+            Assert.Equal(16, CurationStep.Select(settings, N, reference, new LearnerView(other), 1).Selected.Length);
+        }
+    }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Google.Protobuf;
+using JestMesh.Curation;
 using JestMesh.Ingest;
 using JestMesh.Learning;
 using JestMesh.Messaging;
@@ -354,5 +355,39 @@ public sealed class ScorerTests(PipelineFixture fixture)
             Assert.Equal(direct.Image[i], image[i], 1e-5f);
             Assert.Equal(direct.Text[i], text[i], 1e-5f);
         }
+    }
+
+    [Fact]
+    public async Task Reference_InfoNCE_losses_are_attached_when_asked_and_select_exactly_what_computing_them_selects()
+    {
+        using var embedder = await ReferenceEmbedder.LoadAsync(fixture.CheckpointDirectory, "cpu", 512);
+        SuperBatchScorer Scorer(bool attach) => new(new ReferenceScorer(embedder, new EmbeddingCache(1000, embedder.Dim)),
+            Options.Create(new ScoringOptions { ReferenceDirectory = fixture.CheckpointDirectory, ReferenceInfoNce = attach }), NullLogger<SuperBatchScorer>.Instance);
+        var batch = SuperBatchBuilder.Build(fixture.Data, "job-i", 0, Enumerable.Range(0, 200).ToArray());
+
+        var without = await Scorer(false).ScoreAsync(batch);
+        Assert.Null(without.ReferenceInfoNce);
+        Assert.Null(without.ValidatedReferenceInfoNce());
+
+        // Through the wire format, as Selection receives it.
+        var with = ScoredSuperBatch.Parser.ParseFrom((await Scorer(true).ScoreAsync(batch)).ToByteArray());
+        var shipped = with.ValidatedReferenceInfoNce();
+        Assert.NotNull(shipped);
+        var (image, text, dim) = with.ValidatedEmbeddings();
+        var reference = new ContrastiveEmbeddings(image, text, 200, dim, with.ReferenceAlpha, with.ReferenceBeta);
+        var computed = InfoNceLosses.Compute(reference);
+        Assert.Equal(computed.ImageToText.ToArray(), shipped.ImageToText.ToArray());
+        Assert.Equal(computed.TextToImage.ToArray(), shipped.TextToImage.ToArray());
+
+        var options = new SamplerOptions { BatchSize = 40, Chunks = 4, Gain = 10 };
+        var own = JointSampler.Select(ScoreSources.SoftmaxContrastive(SelectionPolicy.EasyReference, null, reference), options, new Random(7));
+        var given = JointSampler.Select(ScoreSources.SoftmaxContrastive(SelectionPolicy.EasyReference, null, reference, shipped), options, new Random(7));
+        Assert.Equal(own.Indices, given.Indices);
+        Assert.Equal(own.Score, given.Score);
+
+        // A field of the wrong length is refused, naming it.
+        with.ReferenceInfoNce.TextToImage.RemoveAt(0);
+        var e = Assert.Throws<InvalidDataException>(() => with.ValidatedReferenceInfoNce());
+        Assert.Contains("reference_info_nce", e.Message, StringComparison.Ordinal);
     }
 }

@@ -100,8 +100,38 @@ public sealed class BatchSelectorTests(SelectionFixture fixture)
         var settings = BatchSelector.ToCurationSettings(open);
         Assert.Equal(new CurationSettings { Policy = SelectionPolicy.HardLearner, FilterRatio = 0.75, Chunks = 2, Seed = 3, Gain = 7, Greedy = true, Loss = ScoreLoss.PerExample }, settings);
         Assert.Equal(ScoreLoss.Sigmoid, BatchSelector.ToCurationSettings(new SessionOpen(open) { Loss = LossKind.Unspecified }).Loss);
+        Assert.Equal(ScoreLoss.Softmax, BatchSelector.ToCurationSettings(new SessionOpen(open) { Loss = LossKind.Softmax }).Loss);
         Assert.Throws<InvalidCurationInputException>(() => BatchSelector.ToCurationSettings(new SessionOpen(open) { Loss = (LossKind)99 }));
         Assert.Throws<InvalidCurationInputException>(() => BatchSelector.ToCurationSettings(new SessionOpen(open) { Policy = Policy.Unspecified }));
+    }
+
+    /// <summary>
+    /// A softmax session reads the scored super-batch's reference_info_nce: given other (valid) values it selects what the source
+    /// selects with those values, and without the field what it selects computing them.
+    /// </summary>
+    [Fact]
+    public void A_softmax_selection_uses_the_reference_info_nce_the_super_batch_carries()
+    {
+        var scored = fixture.Feeder.Make("job", 6, N);
+        var settings = Sessions.Open("job", Policy.EasyReference, chunks: 1, seed: 2);
+        settings.Loss = LossKind.Softmax;
+        settings.Greedy = true;
+        var (image, text, dim) = scored.ValidatedEmbeddings();
+        var reference = new ContrastiveEmbeddings(image, text, N, dim, scored.ReferenceAlpha, scored.ReferenceBeta);
+        var computed = InfoNceLosses.Compute(reference);
+        // The reversed losses: a greedy independent selection keeps the other end of the ranking.
+        var reversed = new InfoNceLosses([.. computed.ImageToText.ToArray().Reverse()], [.. computed.TextToImage.ToArray().Reverse()]);
+        var options = new SamplerOptions { BatchSize = N / 2, Chunks = 1, Gain = settings.Gain, Greedy = true };
+        long[] Ids(SelectionResult r) => [.. r.Indices.Select(i => scored.Examples[i].Id)];
+        var want = Ids(JointSampler.Select(ScoreSources.SoftmaxContrastive(SelectionPolicy.EasyReference, null, reference), options, new Random(1)));
+        var wantReversed = Ids(JointSampler.Select(ScoreSources.SoftmaxContrastive(SelectionPolicy.EasyReference, null, reference, reversed), options, new Random(1)));
+        Assert.NotEqual(want, wantReversed);
+
+        Assert.Equal(want, BatchSelector.Select(settings, scored, null, "s", 1).Examples.Select(e => e.Id));
+        scored.ReferenceInfoNce = ReferenceInfoNce.From(computed);
+        Assert.Equal(want, BatchSelector.Select(settings, scored, null, "s", 1).Examples.Select(e => e.Id));
+        scored.ReferenceInfoNce = ReferenceInfoNce.From(reversed);
+        Assert.Equal(wantReversed, BatchSelector.Select(settings, scored, null, "s", 1).Examples.Select(e => e.Id));
     }
 
     /// <summary>Random L2-normalised learner embeddings of the reference's width.</summary>

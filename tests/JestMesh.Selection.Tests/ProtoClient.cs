@@ -59,11 +59,14 @@ public static class ProtoClient
     /// <summary>
     /// Drives a learner-side Curate session: scores every candidate (in the order it arrives) and acks
     /// every batch, until <paramref name="batches"/> batches arrived. Returns the candidates' ids in
-    /// arrival order and the batches.
+    /// arrival order and the batches. <paramref name="scoresFor"/>: the learner's scores of a candidate
+    /// (default <see cref="ScoresFor"/>).
     /// </summary>
     public static async Task<(List<string> Candidates, List<CuratedBatch> Batches)> TrainAsync(
-        AsyncDuplexStreamingCall<CurateRequest, CurateResponse> call, IReadOnlyList<ScoredSuperBatch> published, int batches)
+        AsyncDuplexStreamingCall<CurateRequest, CurateResponse> call, IReadOnlyList<ScoredSuperBatch> published, int batches,
+        Func<ScoredSuperBatch, LearnerScores>? scoresFor = null)
     {
+        scoresFor ??= source => ScoresFor(source);
         ArgumentNullException.ThrowIfNull(call);
         ArgumentNullException.ThrowIfNull(published);
         var candidates = new List<string>();
@@ -94,7 +97,7 @@ public static class ProtoClient
             if (!scoring && pending.Count > 0 && received.Count < batches)
             {
                 var id = pending.Dequeue();
-                await call.RequestStream.WriteAsync(new CurateRequest { Scores = ScoresFor(published.Single(p => p.Id == id)) });
+                await call.RequestStream.WriteAsync(new CurateRequest { Scores = scoresFor(published.Single(p => p.Id == id)) });
                 scoring = true;
             }
         }

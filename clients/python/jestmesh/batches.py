@@ -22,7 +22,7 @@ POLICIES = {
     "uniform": "POLICY_UNIFORM",
 }
 LEARNER_FREE = {"easy-reference", "uniform"}
-LOSSES = {"sigmoid": "LOSS_KIND_SIGMOID", "per_example": "LOSS_KIND_PER_EXAMPLE"}
+LOSSES = {"sigmoid": "LOSS_KIND_SIGMOID", "per_example": "LOSS_KIND_PER_EXAMPLE", "softmax": "LOSS_KIND_SOFTMAX"}
 #: Statuses after which the client reopens the stream and resumes after its cursor (as JestMesh.Client does).
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -170,7 +170,8 @@ class CuratedBatches:
     ``policy``: ``learnability`` (JEST), ``hard-learner`` (both need ``score``), ``easy-reference`` or
     ``uniform`` (learner-free, served by StreamBatches). ``score(candidate)`` returns the learner's
     no-grad ``(image_embeddings [N, d], text_embeddings [N, d], alpha, beta)``, rows L2-normalised,
-    for ``loss="sigmoid"``, or the per-example losses [N] for ``loss="per_example"``.
+    for ``loss="sigmoid"`` and ``loss="softmax"`` (InfoNCE; beta is ignored), or the per-example losses [N]
+    for ``loss="per_example"``.
 
     The learner scores each candidate after it trained on the previous batch (exact JEST). A batch
     the iterator returned counts as consumed: ``state_dict()`` taken after batch k resumes at k + 1.
@@ -443,7 +444,7 @@ class CuratedBatches:
             scores.per_example_losses.CopyFrom(_tensor(losses))
             return scores
         if not isinstance(result, (tuple, list)) or len(result) != 4:
-            raise ScoreError("score(candidate) must return (image_embeddings, text_embeddings, alpha, beta) for loss='sigmoid'")
+            raise ScoreError(f"score(candidate) must return (image_embeddings, text_embeddings, alpha, beta) for loss={self.loss!r}")
         image = _float32(result[0], "image_embeddings")
         text = _float32(result[1], "text_embeddings")
         for name, array in (("image_embeddings", image), ("text_embeddings", text)):

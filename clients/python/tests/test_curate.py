@@ -79,3 +79,20 @@ def test_per_example_losses_curate_with_hard_learner(client):
     for b in got:
         kept, dropped = b.ids % 1000, b.filtered_ids % 1000
         assert len(kept) == 128 and kept.min() >= dropped.max(), "greedy hard-learner keeps the highest losses"
+
+
+def test_softmax_loss_curates_with_the_learners_embeddings(client):
+    """loss="softmax" (InfoNCE): the same score function as sigmoid; complete accounting, no repeat."""
+    import jestmesh
+    from helpers import Recorder
+
+    recorder = Recorder()
+    with deadline(300, "softmax session"), jestmesh.CuratedBatches(client, "misc", loss="softmax", score=recorder,
+                                                                   chunks=4, steps=2) as s:
+        got = list(s)
+    assert [b.sequence for b in got] == [1, 2]
+    for b in got:
+        offered = set(recorder.candidates[b.super_batch_id].tolist())
+        selected, filtered = set(b.ids.tolist()), set(b.filtered_ids.tolist())
+        assert len(selected) == 128 and not selected & filtered and selected | filtered == offered
+        assert len(b.diagnostics["chunk_entropy"]) == 4
