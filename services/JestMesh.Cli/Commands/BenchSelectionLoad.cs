@@ -6,6 +6,7 @@ using JestMesh.Client;
 using JestMesh.Curation;
 using JestMesh.Protos.V1;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace JestMesh.Cli.Commands;
 
@@ -23,7 +24,11 @@ namespace JestMesh.Cli.Commands;
 /// </summary>
 internal static class BenchSelectionLoad
 {
-    public sealed record Settings(int Jobs, int SessionsPerJob, int BatchesPerSession, double FilterRatio, TimeSpan After, int Replicas);
+    public sealed record Settings(int Jobs, int SessionsPerJob, int BatchesPerSession, double FilterRatio, TimeSpan After, int Replicas)
+    {
+        /// <summary>Batches per session of an unmeasured round first (its own jobs), so the measured one runs on warm processes.</summary>
+        public int WarmupBatchesPerSession { get; init; }
+    }
 
     /// <summary>The processes whose CPU time is accounted: the Selection replicas, the broker's VMs (may be empty) and this one.</summary>
     public sealed record Processes(IReadOnlyList<int> Selection, IReadOnlyList<int> Broker);
@@ -34,27 +39,39 @@ internal static class BenchSelectionLoad
     {
         var loadAverageStart = CpuClock.LoadAverage();
         var selectionPids = processes.Selection;
+        Dictionary<string, object>? warmup = null;
+        if (settings.WarmupBatchesPerSession > 0)
+        {
+            // The processes' first batches are paid in JIT compilation (tiered, with PGO: a method is compiled two or
+            // three times) and first touches: a round on other jobs first, so the figures below are the steady state.
+            var warmJobs = Enumerable.Range(0, settings.Jobs).Select(j => $"warm-{j}").ToList();
+            var warmClock = Stopwatch.StartNew();
+            await PublishAndRouteAsync(warmJobs, settings.SessionsPerJob, settings.WarmupBatchesPerSession, publish, queueDepth, cancellationToken);
+            var routedAt = warmClock.Elapsed.TotalSeconds;
+            var cpu = CpuSnapshot.Take(processes);
+            var warmLearners = warmJobs.SelectMany(job => Enumerable.Range(0, settings.SessionsPerJob).Select(_ => new InstantLearner(settings.WarmupBatchesPerSession, learnerView, job))).ToList();
+            await Task.WhenAll(warmLearners.Select(learner => NewSession(channel, apiKey, settings, learner.Job, NullLogger.Instance).RunAsync(learner, cancellationToken)));
+            var seconds = warmClock.Elapsed.TotalSeconds - routedAt;
+            var batchCount = warmLearners.Sum(l => l.Trained);
+            warmup = new Dictionary<string, object>
+            {
+                ["about"] = "an unmeasured round on jobs of its own before the load (the processes' JIT compilation and first touches)",
+                ["batches"] = batchCount,
+                ["seconds"] = seconds,
+                ["batches_per_second"] = batchCount / seconds,
+                ["cpu"] = CpuSnapshot.Take(processes).Since(cpu, seconds, batchCount, "batch"),
+            };
+            Console.Error.WriteLine($"bench-selection: load: warm-up {batchCount} batches in {seconds:0.0} s");
+        }
+
         var jobs = Enumerable.Range(0, settings.Jobs).Select(j => $"load-{j}").ToList();
-        // Every session of a job draws from the job's feed: each needs its batches, plus slack for the super-batches
-        // a session holds when the others end.
-        var perJob = (settings.SessionsPerJob * settings.BatchesPerSession) + (2 * settings.SessionsPerJob);
+        var perJob = PerJob(settings.SessionsPerJob, settings.BatchesPerSession);
         var routing = CpuSnapshot.Take(processes);
         var routingClock = Stopwatch.StartNew();
-        foreach (var job in jobs)
-        {
-            await publish(job, perJob);
-        }
-        // The replicas' routers move every super-batch from jestmesh.scored into its job's queue; the clock starts once
-        // they are all there, so the load below is the serving path alone (the routing is accounted on its own).
-        foreach (var job in jobs)
-        {
-            while ((await queueDepth(job) ?? 0) < perJob)
-            {
-                await Task.Delay(20, cancellationToken);
-            }
-        }
+        await PublishAndRouteAsync(jobs, settings.SessionsPerJob, settings.BatchesPerSession, publish, queueDepth, cancellationToken);
         var routed = routingClock.Elapsed.TotalSeconds;
-        var routingCpu = CpuSnapshot.Take(processes).Since(routing, routed, perJob * jobs.Count, "super_batches");
+        var routingCpu = CpuSnapshot.Take(processes).Since(routing, routed, perJob * jobs.Count, "super_batch");
+        Console.Error.WriteLine($"bench-selection: load: {perJob * jobs.Count} super-batches routed in {routed:0.0} s; {jobs.Count * settings.SessionsPerJob} sessions start");
 
         var rss = new List<(double Seconds, double Mb)>();
         var clock = Stopwatch.StartNew();
@@ -64,20 +81,11 @@ internal static class BenchSelectionLoad
         var reconnects = new ReconnectLog(clock);
         var cpuStart = CpuSnapshot.Take(processes);
         var start = clock.Elapsed.TotalSeconds;
-        var sessions = learners.Select(learner => new CurateSession(channel, new CurateSettings
-        {
-            Job = learner.Job,
-            ApiKey = apiKey,
-            Policy = Policy.Learnability,
-            FilterRatio = settings.FilterRatio,
-            Chunks = 16,
-            Gain = 1,
-            // A session that first reaches a replica not serving its job moves on to the next one at once.
-            ReconnectDelay = TimeSpan.FromMilliseconds(20),
-        }, reconnects)).ToList();
+        var sessions = learners.Select(learner => NewSession(channel, apiKey, settings, learner.Job, reconnects)).ToList();
         await Task.WhenAll(sessions.Select((session, i) => session.RunAsync(learners[i], cancellationToken)));
         var end = clock.Elapsed.TotalSeconds;
         var cpuEnd = CpuSnapshot.Take(processes);
+        Console.Error.WriteLine($"bench-selection: load: {learners.Sum(l => l.Trained)} batches in {end - start:0.0} s");
         await Task.Delay(settings.After, cancellationToken);
         await stopSampling.CancelAsync();
         await sampler;
@@ -119,8 +127,9 @@ internal static class BenchSelectionLoad
                 ["selection"] = Quantiles(split.Select(s => s.Selection).ToList(), mean: true),
                 ["record_and_send"] = Quantiles(split.Select(s => s.RecordAndSend).ToList(), mean: true),
             },
-            ["cpu"] = cpuEnd.Since(cpuStart, end - start, batches, "batches"),
+            ["cpu"] = cpuEnd.Since(cpuStart, end - start, batches, "batch"),
             ["routing_before_load"] = routingCpu,
+            ["warmup"] = (object?)warmup ?? "none (--load-warmup-batches 0)",
             ["selection_rss_mb"] = new Dictionary<string, object>
             {
                 ["before_load"] = rss.Count > 0 ? rss[0].Mb : double.NaN,
@@ -134,6 +143,43 @@ internal static class BenchSelectionLoad
             ["load_average_end"] = CpuClock.LoadAverage(),
         };
     }
+
+    /// <summary>Super-batches published per job: each session's batches, plus slack for the ones a session holds when the others end.</summary>
+    private static int PerJob(int sessionsPerJob, int batchesPerSession) => (sessionsPerJob * batchesPerSession) + (2 * sessionsPerJob);
+
+    /// <summary>
+    /// Publishes each job's super-batches to jestmesh.scored and waits until the replicas' routers moved them all into the
+    /// jobs' queues, so what follows is the serving path alone (the routing is accounted on its own).
+    /// </summary>
+    private static async Task PublishAndRouteAsync(List<string> jobs, int sessionsPerJob, int batchesPerSession,
+        Func<string, int, Task> publish, Func<string, Task<long?>> queueDepth, CancellationToken cancellationToken)
+    {
+        var perJob = PerJob(sessionsPerJob, batchesPerSession);
+        foreach (var job in jobs)
+        {
+            await publish(job, perJob);
+        }
+        foreach (var job in jobs)
+        {
+            while ((await queueDepth(job) ?? 0) < perJob)
+            {
+                await Task.Delay(20, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>A JEST Curate session of the load (learnability, joint, 16 chunks, gain 1).</summary>
+    private static CurateSession NewSession(Grpc.Net.Client.GrpcChannel channel, string apiKey, Settings settings, string job, ILogger logger) => new(channel, new CurateSettings
+    {
+        Job = job,
+        ApiKey = apiKey,
+        Policy = Policy.Learnability,
+        FilterRatio = settings.FilterRatio,
+        Chunks = 16,
+        Gain = 1,
+        // A session that first reaches a replica not serving its job moves on to the next one at once.
+        ReconnectDelay = TimeSpan.FromMilliseconds(20),
+    }, logger);
 
     /// <summary>The report's quantiles (<see cref="Stats.Quantile"/>, interpolated), the maximum and the count.</summary>
     private static Dictionary<string, double> Quantiles(List<double> values, bool mean = false)
@@ -181,10 +227,10 @@ internal static class BenchSelectionLoad
             };
             var result = new Dictionary<string, object>
             {
-                ["about"] = $"user+system CPU from /proc/PID/stat (10 ms ticks) over {unit}; broker = its Erlang VM (beam.smp, from the "
+                ["about"] = $"user+system CPU from /proc/PID/stat (10 ms ticks) over the {unit}es; broker = its Erlang VM (beam.smp, from the "
                     + "broker dir's pid file; NaN without --broker-dir); other = the machine's busy time (/proc/stat) no accounted process used",
                 ["seconds"] = seconds,
-                [unit] = units,
+                [$"{unit}es"] = units,
                 ["selection_per_replica_ms"] = selection,
             };
             if (Machine is { } now && before.Machine is { } then)
@@ -195,7 +241,7 @@ internal static class BenchSelectionLoad
                 result["machine_cores"] = (now.TotalMs - then.TotalMs) / (seconds * 1000);
             }
             result["ms"] = components;
-            result[$"ms_per_{unit.TrimEnd('s')}"] = components.ToDictionary(c => c.Key, c => units > 0 ? c.Value / units : double.NaN);
+            result[$"ms_per_{unit}"] = components.ToDictionary(c => c.Key, c => units > 0 ? c.Value / units : double.NaN);
             result["cores_busy"] = components.ToDictionary(c => c.Key, c => seconds > 0 ? c.Value / (seconds * 1000) : double.NaN);
             return result;
         }
@@ -283,6 +329,10 @@ internal static class BenchSelectionLoad
     /// <summary>A learner that scores at once (precomputed embeddings per super-batch) and trains on nothing; it times each batch.</summary>
     private sealed class InstantLearner(int batches, Func<string, ContrastiveEmbeddings> view, string job) : ICurateLearner
     {
+        // Each template's scores encoded once for all sessions (a clone shares the tensors' immutable bytes): the learner
+        // answers at once, and the bench spends its CPU on the protocol, as a trainer would, not on re-encoding.
+        private static readonly ConcurrentDictionary<ContrastiveEmbeddings, LearnerScores> Encoded = new(ReferenceEqualityComparer.Instance);
+
         private readonly ConcurrentDictionary<string, (long Timestamp, double UnixMs)> _scoredAt = new();
 
         public string Job => job;
@@ -304,7 +354,9 @@ internal static class BenchSelectionLoad
 
         public LearnerScores Score(Candidate candidate)
         {
-            var scores = LearnerScores.Of(candidate.SuperBatchId, view(candidate.SuperBatchId), Trained);
+            var scores = Encoded.GetOrAdd(view(candidate.SuperBatchId), v => LearnerScores.Of("", v, 0)).Clone();
+            scores.SuperBatchId = candidate.SuperBatchId;
+            scores.LearnerStep = Trained;
             _scoredAt[candidate.SuperBatchId] = (Stopwatch.GetTimestamp(), UnixMsNow());
             return scores;
         }
