@@ -80,11 +80,25 @@ internal static class BenchSelectionLoad
         var learners = jobs.SelectMany(job => Enumerable.Range(0, settings.SessionsPerJob).Select(_ => new InstantLearner(settings.BatchesPerSession, learnerView, job))).ToList();
         var reconnects = new ReconnectLog(clock);
         var cpuStart = CpuSnapshot.Take(processes);
+        var runtimeThreads = new RuntimeThreads([.. selectionPids, Environment.ProcessId]);
+        runtimeThreads.Sample();
+        using var stopThreads = new CancellationTokenSource();
+        var threadSampler = Task.Run(async () =>
+        {
+            while (!stopThreads.IsCancellationRequested)
+            {
+                await Task.Delay(100, CancellationToken.None);
+                runtimeThreads.Sample();
+            }
+        }, CancellationToken.None);
         var start = clock.Elapsed.TotalSeconds;
         var sessions = learners.Select(learner => NewSession(channel, apiKey, settings, learner.Job, reconnects)).ToList();
         await Task.WhenAll(sessions.Select((session, i) => session.RunAsync(learners[i], cancellationToken)));
         var end = clock.Elapsed.TotalSeconds;
+        runtimeThreads.Sample();
         var cpuEnd = CpuSnapshot.Take(processes);
+        await stopThreads.CancelAsync();
+        await threadSampler;
         Console.Error.WriteLine($"bench-selection: load: {learners.Sum(l => l.Trained)} batches in {end - start:0.0} s");
         await Task.Delay(settings.After, cancellationToken);
         await stopSampling.CancelAsync();
@@ -128,6 +142,13 @@ internal static class BenchSelectionLoad
                 ["record_and_send"] = Quantiles(split.Select(s => s.RecordAndSend).ToList(), mean: true),
             },
             ["cpu"] = cpuEnd.Since(cpuStart, end - start, batches, "batch"),
+            ["runtime_threads_ms_per_batch"] = new Dictionary<string, object>
+            {
+                ["about"] = "each process's CPU per batch split by thread name (/proc/PID/task/TID): jit = the tiered JIT's background "
+                    + "thread, gc = the GC's threads (lower bounds: threads sampled every 100 ms), rest = the process's CPU less both",
+                ["selection"] = ThreadSplit(runtimeThreads.Of(selectionPids), cpuEnd.Selection.Sum() - cpuStart.Selection.Sum(), batches),
+                ["bench"] = ThreadSplit(runtimeThreads.Of([Environment.ProcessId]), cpuEnd.Bench - cpuStart.Bench, batches),
+            },
             ["routing_before_load"] = routingCpu,
             ["warmup"] = (object?)warmup ?? "none (--load-warmup-batches 0)",
             ["selection_rss_mb"] = new Dictionary<string, object>
@@ -143,6 +164,13 @@ internal static class BenchSelectionLoad
             ["load_average_end"] = CpuClock.LoadAverage(),
         };
     }
+
+    private static Dictionary<string, double> ThreadSplit((double Jit, double Gc) runtime, double totalMs, int batches) => new()
+    {
+        ["jit"] = runtime.Jit / Math.Max(1, batches),
+        ["gc"] = runtime.Gc / Math.Max(1, batches),
+        ["rest"] = (totalMs - runtime.Jit - runtime.Gc) / Math.Max(1, batches),
+    };
 
     /// <summary>Super-batches published per job: each session's batches, plus slack for the ones a session holds when the others end.</summary>
     private static int PerJob(int sessionsPerJob, int batchesPerSession) => (sessionsPerJob * batchesPerSession) + (2 * sessionsPerJob);
@@ -244,6 +272,47 @@ internal static class BenchSelectionLoad
             result[$"ms_per_{unit}"] = components.ToDictionary(c => c.Key, c => units > 0 ? c.Value / units : double.NaN);
             result["cores_busy"] = components.ToDictionary(c => c.Key, c => seconds > 0 ? c.Value / (seconds * 1000) : double.NaN);
             return result;
+        }
+    }
+
+    /// <summary>
+    /// The .NET runtime's own threads' share of each process's CPU over an interval, by thread name: the JIT's background
+    /// tier-up (".NET Tiered Com") and the GC (".NET BGC", ".NET Server GC", ".NET GC"). Threads are sampled while the
+    /// interval runs; one that lived between two samples is missed, so both are lower bounds and "rest" (everything else:
+    /// the serving itself, sockets, allocation on the serving threads) an upper bound.
+    /// </summary>
+    private sealed class RuntimeThreads(IReadOnlyList<int> pids)
+    {
+        private readonly Dictionary<(int Pid, int Tid), (string Name, double First, double Last)> _seen = [];
+        private bool _started;
+
+        public void Sample()
+        {
+            lock (_seen)
+            {
+                foreach (var pid in pids)
+                {
+                    foreach (var (tid, name, ms) in CpuClock.ThreadsMs(pid))
+                    {
+                        // A thread first seen after the first sample started within the interval: all its time counts.
+                        _seen[(pid, tid)] = _seen.TryGetValue((pid, tid), out var known) ? known with { Last = ms } : (name, _started ? 0 : ms, ms);
+                    }
+                }
+                _started = true;
+            }
+        }
+
+        /// <summary>JIT and GC milliseconds over all of <paramref name="subset"/>.</summary>
+        public (double Jit, double Gc) Of(IEnumerable<int> subset)
+        {
+            var set = subset.ToHashSet();
+            lock (_seen)
+            {
+                var mine = _seen.Where(t => set.Contains(t.Key.Pid)).Select(t => (t.Value.Name, Ms: t.Value.Last - t.Value.First)).ToList();
+                return (mine.Where(t => t.Name.StartsWith(".NET Tiered", StringComparison.Ordinal)).Sum(t => t.Ms),
+                    mine.Where(t => t.Name.StartsWith(".NET BGC", StringComparison.Ordinal) || t.Name.StartsWith(".NET Server GC", StringComparison.Ordinal)
+                        || t.Name.StartsWith(".NET GC", StringComparison.Ordinal)).Sum(t => t.Ms));
+            }
         }
     }
 

@@ -28,6 +28,38 @@ internal static class CpuClock
         return (long.Parse(rest[11], CultureInfo.InvariantCulture) + long.Parse(rest[12], CultureInfo.InvariantCulture)) * MsPerTick;
     }
 
+    /// <summary>Each live thread of <paramref name="pid"/>: its id, name (/proc/PID/task/TID/comm, at most 15 characters) and CPU milliseconds.</summary>
+    public static List<(int Tid, string Name, double Ms)> ThreadsMs(int pid)
+    {
+        var threads = new List<(int, string, double)>();
+        string[] tasks;
+        try
+        {
+            tasks = Directory.GetDirectories($"/proc/{pid}/task");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return threads;
+        }
+        foreach (var task in tasks)
+        {
+            try
+            {
+                var text = File.ReadAllText(Path.Combine(task, "stat"));
+                var open = text.IndexOf('(', StringComparison.Ordinal);
+                var close = text.LastIndexOf(')');
+                var rest = text[(close + 2)..].Split(' ');
+                threads.Add((int.Parse(text[..(open - 1)], CultureInfo.InvariantCulture), text[(open + 1)..close],
+                    (long.Parse(rest[11], CultureInfo.InvariantCulture) + long.Parse(rest[12], CultureInfo.InvariantCulture)) * MsPerTick));
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // The thread ended meanwhile.
+            }
+        }
+        return threads;
+    }
+
     /// <summary>The machine's busy and total CPU milliseconds summed over its cores (the "cpu" line of /proc/stat; idle and iowait are not busy).</summary>
     public static (double BusyMs, double TotalMs)? MachineMs()
     {
