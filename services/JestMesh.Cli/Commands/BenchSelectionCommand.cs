@@ -43,8 +43,10 @@ internal static class BenchSelectionCommand
         var loadBatches = new Option<int>("--load-batches") { Description = "Curated batches per session in the load phase.", DefaultValueFactory = _ => 50 };
         var loadAfter = new Option<int>("--load-after-seconds") { Description = "Seconds Selection's memory is sampled after the load ends.", DefaultValueFactory = _ => 10 };
         var loadReplicas = new Option<int>("--load-replicas") { Description = "Selection replicas in the load phase (each job served by one; the sessions are given every replica's address).", DefaultValueFactory = _ => 2 };
+        var loadWarmup = new Option<int>("--load-warmup-batches") { Description = "Batches per session of an unmeasured round (jobs of its own) before the load, so the load runs on warm processes (0 skips it).", DefaultValueFactory = _ => 10 };
+        var brokerDir = new Option<string>("--broker-dir") { Description = "The broker's directory (scripts/broker.sh start DIR): its pid file names the Erlang VM whose CPU time the load phase accounts." };
         var command = new Command("bench-selection", "Measure Selection throughput (learner-free sessions) and the trainer's data stall with JEST; writes JSON.");
-        foreach (var option in new Option[] { amqp, output, sessions, batches, batchSize, filter, steps, loadJobs, loadSessions, loadBatches, loadAfter, loadReplicas })
+        foreach (var option in new Option[] { amqp, output, sessions, batches, batchSize, filter, steps, loadJobs, loadSessions, loadBatches, loadAfter, loadReplicas, loadWarmup, brokerDir })
         {
             command.Options.Add(option);
         }
@@ -53,17 +55,23 @@ internal static class BenchSelectionCommand
             var settings = new BenchSettings(parse.GetValue(amqp)!, parse.GetValue(sessions), parse.GetValue(batches), parse.GetValue(batchSize), parse.GetValue(filter), parse.GetValue(steps))
             {
                 Load = new BenchSelectionLoad.Settings(parse.GetValue(loadJobs), parse.GetValue(loadSessions), parse.GetValue(loadBatches), parse.GetValue(filter),
-                    TimeSpan.FromSeconds(parse.GetValue(loadAfter)), parse.GetValue(loadReplicas)),
+                    TimeSpan.FromSeconds(parse.GetValue(loadAfter)), parse.GetValue(loadReplicas)) { WarmupBatchesPerSession = parse.GetValue(loadWarmup) },
+                BrokerDir = parse.GetValue(brokerDir),
             };
+            if (settings.BrokerDir is { } dir && CpuClock.BrokerPids(dir).Count == 0)
+            {
+                Console.Error.WriteLine($"bench-selection: --broker-dir {dir} holds no pid file of a running broker (rabbit.pid or node-*/rabbit.pid).");
+                return 2;
+            }
             if (settings.Sessions < 1 || settings.Batches < settings.Sessions || settings.BatchSize < 16 || settings.BatchSize % 16 != 0 || settings.FilterRatio is < 0 or >= 1)
             {
                 Console.Error.WriteLine("bench-selection: need --sessions ≥ 1, --batches ≥ --sessions, --batch-size a positive multiple of 16 (16 chunks), 0 ≤ --filter-ratio < 1.");
                 return 2;
             }
 
-            if (settings.Load.Jobs < 0 || settings.Load.SessionsPerJob < 1 || settings.Load.BatchesPerSession < 1 || settings.Load.After < TimeSpan.Zero || settings.Load.Replicas is < 1 or > 8)
+            if (settings.Load.Jobs < 0 || settings.Load.SessionsPerJob < 1 || settings.Load.BatchesPerSession < 1 || settings.Load.After < TimeSpan.Zero || settings.Load.Replicas is < 1 or > 8 || settings.Load.WarmupBatchesPerSession < 0)
             {
-                Console.Error.WriteLine("bench-selection: need --load-jobs ≥ 0, --load-sessions-per-job ≥ 1, --load-batches ≥ 1, --load-after-seconds ≥ 0, 1 ≤ --load-replicas ≤ 8.");
+                Console.Error.WriteLine("bench-selection: need --load-jobs ≥ 0, --load-sessions-per-job ≥ 1, --load-batches ≥ 1, --load-after-seconds ≥ 0, 1 ≤ --load-replicas ≤ 8, --load-warmup-batches ≥ 0.");
                 return 2;
             }
             var result = await RunAsync(settings, cancellationToken);
@@ -78,6 +86,8 @@ internal static class BenchSelectionCommand
     private sealed record BenchSettings(string Amqp, int Sessions, int Batches, int BatchSize, double FilterRatio, int TrainerSteps)
     {
         public required BenchSelectionLoad.Settings Load { get; init; }
+
+        public string? BrokerDir { get; init; }
 
         public int SuperBatchSize => SuperBatchSizing.SuperBatchSize(BatchSize, FilterRatio);
     }
@@ -208,8 +218,10 @@ internal static class BenchSelectionCommand
                 }
 
                 using var channel = Channel([.. ports]);
-                result["load"] = await BenchSelectionLoad.RunAsync(channel, ApiKey, [.. replicas.Select(r => r.ProcessId)], settings.Load,
-                    (job, count) => PublishAsync(publisher, connections.Topology, templates, job, count, cancellationToken), View, cancellationToken);
+                var processes = new BenchSelectionLoad.Processes([.. replicas.Select(r => r.ProcessId)], settings.BrokerDir is { } dir ? CpuClock.BrokerPids(dir) : []);
+                result["load"] = await BenchSelectionLoad.RunAsync(channel, ApiKey, processes, settings.Load,
+                    (job, count) => PublishAsync(publisher, connections.Topology, templates, job, count, cancellationToken),
+                    async job => (await probe.DepthAsync(QueueOf(job), cancellationToken))?.Messages, View, cancellationToken);
             }
             finally
             {
