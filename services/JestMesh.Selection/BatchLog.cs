@@ -9,6 +9,13 @@ using RabbitMQ.Client.Events;
 
 namespace JestMesh.Selection;
 
+/// <summary>
+/// A read of the batch log that can go on no more: the broker cancelled its consumer (the stream
+/// member it read from was lost, or the stream deleted) or its channel closed. Reading again from the
+/// last offset read is the remedy; a read that just stopped delivering would wait for ever.
+/// </summary>
+public sealed class BatchLogReadInterruptedException(string message) : IOException(message);
+
 /// <summary>A record of the batch log with its offset in the stream.</summary>
 public readonly record struct LoggedRecord(long Offset, SelectionLogRecord Record);
 
@@ -58,10 +65,23 @@ public sealed class BatchLog
             cancellationToken);
     }
 
+    private static async Task<LoggedRecord> NextAsync(ChannelReader<LoggedRecord> reader, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await reader.ReadAsync(cancellationToken);
+        }
+        catch (ChannelClosedException ex) when (ex.InnerException is BatchLogReadInterruptedException interrupted)
+        {
+            throw new BatchLogReadInterruptedException(interrupted.Message);
+        }
+    }
+
     /// <summary>
     /// Reads records from <paramref name="offset"/> ("first", a numeric offset or an
     /// <see cref="AmqpTimestamp"/>) until the caller stops enumerating.
     /// </summary>
+    /// <exception cref="BatchLogReadInterruptedException">The broker ended the read (its records so far were all returned).</exception>
     public async IAsyncEnumerable<LoggedRecord> ReadAsync(object offset, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var connection = await _connections.ConsumeConnectionAsync(cancellationToken);
@@ -81,14 +101,31 @@ public sealed class BatchLog
                     ? Convert.ToInt64(o, System.Globalization.CultureInfo.InvariantCulture)
                     : -1;
                 await channel.BasicAckAsync(delivery.DeliveryTag, multiple: false, cancellationToken);
-                await records.Writer.WriteAsync(new LoggedRecord(offset, record), cancellationToken);
+                try
+                {
+                    await records.Writer.WriteAsync(new LoggedRecord(offset, record), cancellationToken);
+                }
+                catch (ChannelClosedException)
+                {
+                    // The read was interrupted meanwhile: its reader reads again from its last offset.
+                }
+            };
+            // Either ends the deliveries for good: the reader must hear of it, not wait for ever.
+            consumer.UnregisteredAsync += (_, _) =>
+            {
+                records.Writer.TryComplete(new BatchLogReadInterruptedException($"the broker cancelled the read of batch log {Name} (a stream member lost, or the stream deleted)"));
+                return Task.CompletedTask;
+            };
+            consumer.ShutdownAsync += (_, args) =>
+            {
+                records.Writer.TryComplete(new BatchLogReadInterruptedException($"the read of batch log {Name} lost its channel ({args.ReplyText})"));
+                return Task.CompletedTask;
             };
             await channel.BasicConsumeAsync(Name, autoAck: false, consumerTag: "", noLocal: false, exclusive: false,
                 arguments: new Dictionary<string, object?> { ["x-stream-offset"] = offset }, consumer, cancellationToken);
             while (true)
             {
-                var record = await records.Reader.ReadAsync(cancellationToken);
-                yield return record;
+                yield return await NextAsync(records.Reader, cancellationToken);
             }
         }
         finally

@@ -46,6 +46,7 @@ public static class RpcErrors
     {
         RpcException rpc => rpc.Status,
         SelectionException selection => new Status(selection.Code, selection.Message),
+        BatchLogReadInterruptedException interrupted => new Status(StatusCode.Unavailable, $"{interrupted.Message}; retry."),
         InvalidCurationInputException invalid => new Status(StatusCode.InvalidArgument, invalid.Message),
         CurationPreconditionException precondition => new Status(StatusCode.FailedPrecondition, precondition.Message),
         InvalidDataException contract => new Status(StatusCode.InvalidArgument, contract.Message),

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using JestMesh.Messaging;
 using JestMesh.Protos.V1;
 using RabbitMQ.Client;
 
@@ -240,6 +241,11 @@ public sealed partial class SessionStore : IDisposable
     /// <summary>At most one read of the log to its end per this interval for client lookups (<see cref="ReadToEndForLookupAsync"/>).</summary>
     internal static readonly TimeSpan LookupInterval = TimeSpan.FromSeconds(1);
 
+    // A catch-up whose read the broker ends reads on, this many times, this far apart (about the
+    // time a stream needs to elect a new leader), before it gives up (UNAVAILABLE to the caller).
+    private const int MaxReadAttempts = 30;
+    private static readonly TimeSpan ReadRetryDelay = TimeSpan.FromSeconds(1);
+
     public SessionStore(BatchLog log, ILogger<SessionStore> logger)
     {
         _log = log;
@@ -289,33 +295,46 @@ public sealed partial class SessionStore : IDisposable
             await _log.AppendAsync(new SelectionLogRecord { Marker = marker, Job = takeover ?? "" }, $"marker/{marker}", cancellationToken);
             var sessions = 0;
             long batches = 0;
-            await foreach (var (offset, record) in _log.ReadAsync(_nextOffset is { } next ? next : "first", cancellationToken))
+            for (var attempt = 1; ; attempt++)
             {
-                if (offset >= 0)
+                try
                 {
-                    _nextOffset = offset + 1;
-                }
-                if (record.KindCase == SelectionLogRecord.KindOneofCase.Marker && record.Marker == marker)
-                {
-                    if (takeover is not null)
+                    // Again after an interruption: from the first record not applied yet (applying is idempotent anyway).
+                    await foreach (var (offset, record) in _log.ReadAsync(_nextOffset is { } next ? next : "first", cancellationToken))
                     {
-                        _fences.Add(takeover, offset, marker);
+                        if (offset >= 0)
+                        {
+                            _nextOffset = offset + 1;
+                        }
+                        if (record.KindCase == SelectionLogRecord.KindOneofCase.Marker && record.Marker == marker)
+                        {
+                            if (takeover is not null)
+                            {
+                                _fences.Add(takeover, offset, marker);
+                            }
+                            return new CatchUp(offset, sessions, batches);
+                        }
+                        switch (Apply(offset, record))
+                        {
+                            case SelectionLogRecord.KindOneofCase.Session:
+                                sessions++;
+                                break;
+                            case SelectionLogRecord.KindOneofCase.Batch:
+                                batches++;
+                                break;
+                            default:
+                                break;
+                        }
                     }
-                    return new CatchUp(offset, sessions, batches);
+                    throw new InvalidOperationException($"the batch log {_log.Name} ended before marker {marker}.");
                 }
-                switch (Apply(offset, record))
+                catch (Exception ex) when ((ex is BatchLogReadInterruptedException || ConfirmedPublisher.IsConnectionFailure(ex))
+                    && attempt < MaxReadAttempts && !cancellationToken.IsCancellationRequested)
                 {
-                    case SelectionLogRecord.KindOneofCase.Session:
-                        sessions++;
-                        break;
-                    case SelectionLogRecord.KindOneofCase.Batch:
-                        batches++;
-                        break;
-                    default:
-                        break;
+                    LogReadInterrupted(_logger, _log.Name, ex.Message, attempt);
+                    await Task.Delay(ReadRetryDelay, cancellationToken);
                 }
             }
-            throw new InvalidOperationException($"the batch log {_log.Name} ended before marker {marker}.");
         }
         finally
         {
@@ -627,6 +646,9 @@ public sealed partial class SessionStore : IDisposable
         SelectionTelemetry.Untrack(this);
         _catchingUp.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Read of batch log {Stream} interrupted ({Reason}); reading on from the last record read (attempt {Attempt})")]
+    private static partial void LogReadInterrupted(ILogger logger, string stream, string reason, int attempt);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Batch log {Stream} read back: {Sessions} sessions, {Batches} batches")]
     private static partial void LogLoaded(ILogger logger, string stream, int sessions, long batches);
