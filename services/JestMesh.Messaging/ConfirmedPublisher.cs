@@ -91,7 +91,7 @@ public sealed partial class ConfirmedPublisher : IAsyncDisposable
                 // No confirm in time: the broker node may have died with it, or the client lost track
                 // of it in a recovery. Publishing again on a new channel is safe (same id, consumers
                 // drop duplicates); waiting on is not, as that confirm may never come.
-                MessagingTelemetry.ConfirmTimeouts.Add(1);
+                MessagingTelemetry.ConfirmTimeouts.Add(1, new KeyValuePair<string, object?>("messaging.destination.name", destination));
                 LogConfirmTimeout(_logger, message.MessageId, destination, _connections.Options.ConfirmTimeout.TotalSeconds);
                 activity?.AddEvent(new ActivityEvent("confirm timeout"));
                 await AbandonAsync(channel);
